@@ -1,0 +1,235 @@
+//! Arity, summaries and key specs for every command, set through `RedisModule_SetCommandInfo` (7.0+).
+//!
+//! The crate's `#[command]` macro cannot be used: it breaks loading on Redis 7.0. The keys a command
+//! declares are its id arguments (session ids, user ids), because Redis lets a command name only
+//! argument positions as keys; the Redis keys it touches are derived from them (ARCHITECTURE.md, ACL).
+
+use redis_module::commands::{get_redis_key_spec, BeginSearch, FindKeys, KeySpec, KeySpecFlags};
+use redis_module::{raw, Context};
+use std::ffi::CString;
+use std::mem::size_of;
+
+/// One command's registration data: name, flags and the information Redis shows in `COMMAND INFO/DOCS`.
+pub(crate) struct CommandSpec {
+    pub(crate) name: &'static str,
+    pub(crate) flags: &'static str,
+    pub(crate) first_key: i32,
+    pub(crate) last_key: i32,
+    pub(crate) key_step: i32,
+    pub(crate) arity: i32,
+    pub(crate) summary: &'static str,
+    pub(crate) complexity: &'static str,
+    pub(crate) keys: &'static [KeyArgument],
+}
+
+/// Where an id argument is and how the command uses what it names.
+pub(crate) struct KeyArgument {
+    position: Position,
+    flags: u32,
+}
+
+enum Position {
+    /// The argument at this index.
+    At(i32),
+    /// Every argument from this index on.
+    From(i32),
+    /// The argument after this keyword.
+    AfterKeyword(&'static str),
+}
+
+const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
+const RW_ACCESS_UPDATE: u32 = RW_UPDATE | raw::REDISMODULE_CMD_KEY_ACCESS;
+const RW_INSERT: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_INSERT;
+const RW_DELETE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_DELETE;
+const RM_DELETE: u32 = raw::REDISMODULE_CMD_KEY_RM | raw::REDISMODULE_CMD_KEY_DELETE;
+const RO_ACCESS: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
+
+pub(crate) const SET: CommandSpec = CommandSpec {
+    name: "qsess.set",
+    flags: "write deny-oom no-monitor no-slowlog",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: -2,
+    summary: "Creates or updates a session and its owner's index; replies the new version",
+    complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
+    keys: &[
+        KeyArgument { position: Position::At(1), flags: RW_UPDATE },
+        KeyArgument { position: Position::AfterKeyword("USER"), flags: RW_UPDATE },
+    ],
+};
+
+pub(crate) const NEW: CommandSpec = CommandSpec {
+    name: "qsess.new",
+    flags: "write deny-oom",
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    arity: -1,
+    summary: "Mints a session id, creates the session and replies the id",
+    complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
+    keys: &[KeyArgument { position: Position::AfterKeyword("USER"), flags: RW_INSERT }],
+};
+
+pub(crate) const GET: CommandSpec = CommandSpec {
+    name: "qsess.get",
+    flags: "write fast no-monitor no-slowlog",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: -2,
+    summary: "Replies a session's record and counts the read as activity (unless NOTOUCH)",
+    complexity: "O(log N) where N is the owner's session count",
+    keys: &[KeyArgument { position: Position::At(1), flags: RW_ACCESS_UPDATE }],
+};
+
+pub(crate) const PEEK: CommandSpec = CommandSpec {
+    name: "qsess.peek",
+    flags: "readonly fast no-monitor no-slowlog",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: 2,
+    summary: "Replies a session's record without counting as activity; works on replicas",
+    complexity: "O(1)",
+    keys: &[KeyArgument { position: Position::At(1), flags: RO_ACCESS }],
+};
+
+pub(crate) const TOUCH: CommandSpec = CommandSpec {
+    name: "qsess.touch",
+    flags: "write fast no-monitor no-slowlog",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: 2,
+    summary: "Counts as activity on a session without reading it; replies 1 if it is live",
+    complexity: "O(log N) where N is the owner's session count",
+    keys: &[KeyArgument { position: Position::At(1), flags: RW_UPDATE }],
+};
+
+pub(crate) const ROTATE: CommandSpec = CommandSpec {
+    name: "qsess.rotate",
+    flags: "write deny-oom fast no-monitor no-slowlog",
+    first_key: 1,
+    last_key: 2,
+    key_step: 1,
+    arity: 3,
+    summary: "Moves a session to a new id atomically; the old id is revoked",
+    complexity: "O(log N) where N is the owner's session count",
+    keys: &[
+        KeyArgument { position: Position::At(1), flags: RW_DELETE },
+        KeyArgument { position: Position::At(2), flags: RW_INSERT },
+    ],
+};
+
+pub(crate) const DEL: CommandSpec = CommandSpec {
+    name: "qsess.del",
+    flags: "write fast no-monitor no-slowlog",
+    first_key: 1,
+    last_key: -1,
+    key_step: 1,
+    arity: -2,
+    summary: "Ends sessions (log out); replies how many existed",
+    complexity: "O(K log N) for K ids",
+    keys: &[KeyArgument { position: Position::From(1), flags: RM_DELETE }],
+};
+
+pub(crate) const BYUSER: CommandSpec = CommandSpec {
+    name: "qsess.byuser",
+    flags: "readonly",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: -2,
+    summary: "Lists a user's live sessions by handle, or with their metadata",
+    complexity: "O(N) where N is the user's session count",
+    keys: &[KeyArgument { position: Position::At(1), flags: RO_ACCESS }],
+};
+
+pub(crate) const REVOKEUSER: CommandSpec = CommandSpec {
+    name: "qsess.revokeuser",
+    flags: "write no-monitor no-slowlog",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: -2,
+    summary: "Ends all of a user's sessions, optionally all but one; replies the count",
+    complexity: "O(N) where N is the user's session count",
+    keys: &[KeyArgument { position: Position::At(1), flags: RW_DELETE }],
+};
+
+pub(crate) const REVOKE: CommandSpec = CommandSpec {
+    name: "qsess.revoke",
+    flags: "write",
+    first_key: 1,
+    last_key: 1,
+    key_step: 1,
+    arity: -3,
+    summary: "Ends chosen sessions of a user by handle; replies the count",
+    complexity: "O(K log N) for K handles",
+    keys: &[KeyArgument { position: Position::At(1), flags: RW_DELETE }],
+};
+
+/// Every command. Flags are truthful: reads that may slide the expiry are `write`; only commands that
+/// grow memory are `deny-oom`, so logging out and revoking keep working under `maxmemory`; commands
+/// that carry a raw session id are `no-monitor no-slowlog`, so the id never lands in MONITOR or SLOWLOG.
+pub(crate) const COMMANDS: [&CommandSpec; 10] =
+    [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE];
+
+/// Sets arity, docs and key specs of every registered command. Errors name the command.
+pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
+    // SAFETY: reading function pointers Redis filled before OnLoad.
+    let (Some(get_command), Some(set_info)) =
+        (unsafe { raw::RedisModule_GetCommand }, unsafe { raw::RedisModule_SetCommandInfo })
+    else {
+        return Err("this server lacks RedisModule_SetCommandInfo; qsess needs Redis 7.0 or newer".to_owned());
+    };
+    let version = raw::RedisModuleCommandInfoVersion {
+        version: 1,
+        sizeof_historyentry: size_of::<raw::RedisModuleCommandHistoryEntry>(),
+        sizeof_keyspec: size_of::<raw::RedisModuleCommandKeySpec>(),
+        sizeof_arg: size_of::<raw::RedisModuleCommandArg>(),
+    };
+    for spec in COMMANDS {
+        let name = CString::new(spec.name).map_err(|error| error.to_string())?;
+        let summary = CString::new(spec.summary).map_err(|error| error.to_string())?;
+        let complexity = CString::new(spec.complexity).map_err(|error| error.to_string())?;
+        let since = CString::new("1.0.0").map_err(|error| error.to_string())?;
+        let mut key_specs = get_redis_key_spec(spec.keys.iter().map(key_spec).collect());
+        let info = raw::RedisModuleCommandInfo {
+            version: &version,
+            summary: summary.as_ptr(),
+            complexity: complexity.as_ptr(),
+            since: since.as_ptr(),
+            history: std::ptr::null_mut(),
+            tips: std::ptr::null(),
+            arity: spec.arity,
+            key_specs: key_specs.as_mut_ptr(),
+            args: std::ptr::null_mut(),
+        };
+        // SAFETY: load-time context; `info` and everything it points to outlive the call, and Redis
+        // copies what it keeps.
+        let command = unsafe { get_command(ctx.get_raw(), name.as_ptr()) };
+        if command.is_null() {
+            return Err(format!("command {} is not registered", spec.name));
+        }
+        // SAFETY: as above; `command` was just returned by Redis for this module.
+        if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as i32 {
+            return Err(format!("Redis refused the command info of {}", spec.name));
+        }
+    }
+    Ok(())
+}
+
+fn key_spec(argument: &KeyArgument) -> KeySpec {
+    let flags = KeySpecFlags::from_bits_truncate(argument.flags);
+    match argument.position {
+        Position::At(index) => KeySpec::new(None, flags, BeginSearch::new_index(index), FindKeys::new_range(0, 1, 0)),
+        Position::From(index) => {
+            KeySpec::new(None, flags, BeginSearch::new_index(index), FindKeys::new_range(-1, 1, 0))
+        }
+        Position::AfterKeyword(keyword) => {
+            KeySpec::new(None, flags, BeginSearch::new_keyword(keyword.to_owned(), 1), FindKeys::new_range(0, 1, 0))
+        }
+    }
+}

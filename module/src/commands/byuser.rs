@@ -1,0 +1,60 @@
+//! `QSESS.BYUSER uid [WITHMETA]`: the user's live sessions, soonest to expire first: handles, or one
+//! map per session (handle, ip, ua, loc, cc, created, seen, expires). Read-only: works on replicas.
+
+use crate::effects::Effects;
+use crate::error::CommandError;
+use crate::redis_key::{KeyKind, RedisKey};
+use crate::reply::{RecordFields, Reply};
+use crate::session_lookup::live_record;
+use crate::session_options::validate_user_id;
+use crate::settings::keyspace;
+use qsess_record::Handle;
+use redis_module::{Context, RedisValue};
+
+pub(crate) fn byuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
+    let (user_id, with_meta) = match arguments {
+        [_, user_id] => (*user_id, false),
+        [_, user_id, option] if option.eq_ignore_ascii_case(b"WITHMETA") => (*user_id, true),
+        [_, _, option] => {
+            return Err(CommandError::UnknownOption {
+                command: "QSESS.BYUSER",
+                option: String::from_utf8_lossy(option).chars().take(64).collect(),
+                accepted: "WITHMETA",
+            })
+        }
+        _ => return Err(CommandError::WrongArity("qsess.byuser")),
+    };
+    validate_user_id(user_id)?;
+    let effects = Effects::new(ctx)?;
+    let keyspace = keyspace();
+    let bucket = keyspace.buckets.of_user(user_id);
+    let reply = Reply::new(ctx);
+    let Some(index) = RedisKey::open_readable(ctx, &keyspace.names.user_index(bucket, user_id))? else {
+        reply.array(0)?;
+        return Ok(RedisValue::NoReply);
+    };
+    if index.kind()? != KeyKind::SortedSet {
+        return Err(CommandError::WrongType(index.name().to_string_lossy()));
+    }
+    // Members scored at or before now belong to expired sessions that no write has pruned yet, and
+    // members whose record is gone were evicted: neither is listed.
+    let mut sessions = Vec::new();
+    for (member, _) in index.sorted_set_range((effects.now_ms + 1) as f64, f64::INFINITY)? {
+        let Ok(handle) = Handle::parse(member.as_slice()) else { continue };
+        let Some(key) = RedisKey::open_readable(ctx, &keyspace.names.session(bucket, &handle))? else { continue };
+        let owned = live_record(&key, effects.now_ms)?.is_some_and(|record| record.user == Some(user_id));
+        if owned {
+            sessions.push((handle, key));
+        }
+    }
+    reply.array(sessions.len())?;
+    for (handle, key) in &sessions {
+        if with_meta {
+            let record = live_record(key, effects.now_ms)?.ok_or(CommandError::Internal)?;
+            reply.record(handle, &record, RecordFields::Meta)?;
+        } else {
+            reply.bytes(handle.as_bytes())?;
+        }
+    }
+    Ok(RedisValue::NoReply)
+}

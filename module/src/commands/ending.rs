@@ -1,0 +1,79 @@
+//! Ending several sessions in one command: gather and check everything first, then write.
+//!
+//! Sessions of one owner share one open index key: two handles on one key would go stale when the
+//! first removes the last member and Redis deletes the key.
+
+use crate::effects::{Effects, EndingSession};
+use crate::error::CommandError;
+use crate::info::COUNTERS;
+use crate::redis_key::RedisKey;
+use crate::session_id::SessionAddress;
+use crate::session_lookup::{self, live_record};
+use qsess_record::{DeleteReason, Handle};
+use std::collections::HashMap;
+
+pub(crate) struct SessionsToEnd<'e, 'ctx> {
+    effects: &'e Effects<'ctx>,
+    live: Vec<(SessionAddress, RedisKey<'ctx>, Option<Vec<u8>>)>,
+    indexes: HashMap<(u32, Vec<u8>), RedisKey<'ctx>>,
+    streams: HashMap<u32, RedisKey<'ctx>>,
+}
+
+impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
+    pub(crate) fn new(effects: &'e Effects<'ctx>) -> SessionsToEnd<'e, 'ctx> {
+        SessionsToEnd { effects, live: Vec::new(), indexes: HashMap::new(), streams: HashMap::new() }
+    }
+
+    /// Uses an index the caller already opened, so the same key is never open twice.
+    pub(crate) fn with_index(mut self, bucket: u32, user_id: &[u8], index: RedisKey<'ctx>) -> Self {
+        self.indexes.insert((bucket, user_id.to_vec()), index);
+        self
+    }
+
+    /// Queues the session at `address` if it is live; duplicates are ignored. Reports whether it was.
+    pub(crate) fn add_if_live(&mut self, address: SessionAddress) -> Result<bool, CommandError> {
+        if self.live.iter().any(|(queued, _, _)| queued.handle == address.handle) {
+            return Ok(false);
+        }
+        let ctx = self.effects.ctx;
+        let key = session_lookup::open_session_writable(ctx, &address)?;
+        let Some(owner) = live_record(&key, self.effects.now_ms)?.map(|record| record.user.map(<[u8]>::to_vec)) else {
+            return Ok(false);
+        };
+        if let Some(user_id) = &owner {
+            let index_id = (address.bucket, user_id.clone());
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.indexes.entry(index_id) {
+                slot.insert(session_lookup::open_index_writable(ctx, address.bucket, user_id)?);
+            }
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.streams.entry(address.bucket) {
+            slot.insert(session_lookup::open_stream_writable(ctx, address.bucket)?);
+        }
+        self.live.push((address, key, owner));
+        Ok(true)
+    }
+
+    /// The index opened for `user_id`, if any session of that user was queued or one was given.
+    pub(crate) fn index(&self, bucket: u32, user_id: &[u8]) -> Option<&RedisKey<'ctx>> {
+        self.indexes.get(&(bucket, user_id.to_vec()))
+    }
+
+    pub(crate) fn remove_from_index(&self, bucket: u32, user_id: &[u8], handle: &Handle) -> Result<(), CommandError> {
+        if let Some(index) = self.index(bucket, user_id) {
+            self.effects.index_remove(index, handle)?;
+        }
+        Ok(())
+    }
+
+    /// Ends every queued session and reports how many.
+    pub(crate) fn end_all(self, reason: DeleteReason) -> Result<usize, CommandError> {
+        for (address, key, owner) in &self.live {
+            let index = owner.as_ref().and_then(|user_id| self.indexes.get(&(address.bucket, user_id.clone())));
+            let stream = self.streams.get(&address.bucket).ok_or(CommandError::Internal)?;
+            let ending = EndingSession { bucket: address.bucket, handle: address.handle, key };
+            self.effects.end_session(&ending, index, stream, reason)?;
+        }
+        COUNTERS.deleted.add(self.live.len() as u64);
+        Ok(self.live.len())
+    }
+}

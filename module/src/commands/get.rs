@@ -1,0 +1,108 @@
+//! `QSESS.GET sid [NOTOUCH]`: the session's record, or nil. Counts as activity unless `NOTOUCH`.
+//!
+//! Activity is debounced: a read writes only when `seen` is older than the touch granularity, so most
+//! reads are pure reads and a busy session adds one `touch` change record per granularity.
+
+use crate::effects::Effects;
+use crate::error::CommandError;
+use crate::expiry;
+use crate::info::COUNTERS;
+use crate::redis_key::RedisKey;
+use crate::reply::{RecordFields, Reply};
+use crate::session_id::{self, SessionAddress};
+use crate::session_lookup::{self, live_record};
+use crate::settings::keyspace;
+use qsess_record::{ChangeRecord, SessionRecord};
+use redis_module::{Context, RedisValue};
+
+pub(crate) fn get(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
+    let (session_id, touch) = match arguments {
+        [_, session_id] => (*session_id, true),
+        [_, session_id, option] if option.eq_ignore_ascii_case(b"NOTOUCH") => (*session_id, false),
+        [_, _, option] => {
+            return Err(CommandError::UnknownOption {
+                command: "QSESS.GET",
+                option: String::from_utf8_lossy(option).chars().take(64).collect(),
+                accepted: "NOTOUCH",
+            })
+        }
+        _ => return Err(CommandError::WrongArity("qsess.get")),
+    };
+    let effects = Effects::new(ctx)?;
+    let address = session_id::locate(session_id, keyspace().buckets)?;
+    let reply = Reply::new(ctx);
+    let found = if touch {
+        with_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))?
+    } else {
+        without_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))?
+    };
+    if !found {
+        reply.null()?;
+    }
+    Ok(RedisValue::NoReply)
+}
+
+/// Reads a session without writing anything; calls `use_record` when it is live. Reports whether it was.
+pub(crate) fn without_activity(
+    effects: &Effects<'_>,
+    address: &SessionAddress,
+    use_record: impl FnOnce(&SessionRecord<'_>) -> Result<(), CommandError>,
+) -> Result<bool, CommandError> {
+    let name = keyspace().names.session(address.bucket, &address.handle);
+    let Some(key) = RedisKey::open_readable(effects.ctx, &name)? else {
+        COUNTERS.misses.increment();
+        return Ok(false);
+    };
+    let Some(record) = live_record(&key, effects.now_ms)? else {
+        COUNTERS.misses.increment();
+        return Ok(false);
+    };
+    COUNTERS.hits.increment();
+    use_record(&record)?;
+    Ok(true)
+}
+
+/// Reads a session and records the activity when it is due; calls `use_record` with the record as it
+/// is after the command. Reports whether the session was live.
+pub(crate) fn with_activity(
+    effects: &Effects<'_>,
+    address: &SessionAddress,
+    use_record: impl FnOnce(&SessionRecord<'_>) -> Result<(), CommandError>,
+) -> Result<bool, CommandError> {
+    let key = session_lookup::open_session_writable(effects.ctx, address)?;
+    let touched = {
+        let Some(record) = live_record(&key, effects.now_ms)? else {
+            COUNTERS.misses.increment();
+            return Ok(false);
+        };
+        COUNTERS.hits.increment();
+        match expiry::touched(&record, &effects.settings, effects.now_ms) {
+            None => {
+                use_record(&record)?;
+                return Ok(true);
+            }
+            Some(touched) => (
+                touched.encode(),
+                touched.version,
+                touched.seen_ms,
+                touched.expires_ms().ok_or(CommandError::NoTimeout)?,
+                touched.user.map(<[u8]>::to_vec),
+            ),
+        }
+    };
+    let (encoded, version, seen_ms, expires_ms, user) = touched;
+    let index = match &user {
+        Some(user_id) => Some(session_lookup::open_index_writable(effects.ctx, address.bucket, user_id)?),
+        None => None,
+    };
+    let stream = session_lookup::open_stream_writable(effects.ctx, address.bucket)?;
+    effects.write_record(&key, &encoded, expires_ms)?;
+    if let Some(index) = &index {
+        effects.index_add(index, &address.handle, expires_ms)?;
+    }
+    let change = ChangeRecord::Touch { handle: address.handle, user: user.as_deref(), version, seen_ms, expires_ms };
+    effects.append_change(&stream, &change)?;
+    COUNTERS.touches.increment();
+    use_record(&SessionRecord::decode(&encoded)?)?;
+    Ok(true)
+}

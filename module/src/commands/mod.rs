@@ -1,0 +1,77 @@
+//! The QSESS commands, one file each, and the guard every entry point runs through.
+
+mod byuser;
+mod del;
+mod ending;
+mod get;
+mod new;
+mod peek;
+mod revoke;
+mod revokeuser;
+mod rotate;
+mod set;
+mod touch;
+
+use crate::error::CommandError;
+use crate::info::COUNTERS;
+use crate::panic_guard;
+use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+type Command = fn(&Context, &[&[u8]]) -> Result<RedisValue, CommandError>;
+
+/// Runs a command: no panic reaches Redis, and typed errors become error replies here and only here.
+fn run(ctx: &Context, arguments: Vec<RedisString>, command: Command) -> RedisResult {
+    COUNTERS.commands.increment();
+    let words: Vec<&[u8]> = arguments.iter().map(RedisString::as_slice).collect();
+    match panic_guard::catch(ctx, || command(ctx, &words)) {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => {
+            COUNTERS.errors.increment();
+            Err(error.into_redis_error())
+        }
+        None => {
+            COUNTERS.panics.increment();
+            Err(RedisError::Str("ERR internal error"))
+        }
+    }
+}
+
+pub(crate) fn qsess_set(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, set::set)
+}
+
+pub(crate) fn qsess_new(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, new::new)
+}
+
+pub(crate) fn qsess_get(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, get::get)
+}
+
+pub(crate) fn qsess_peek(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, peek::peek)
+}
+
+pub(crate) fn qsess_touch(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, touch::touch)
+}
+
+pub(crate) fn qsess_rotate(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, rotate::rotate)
+}
+
+pub(crate) fn qsess_del(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, del::del)
+}
+
+pub(crate) fn qsess_byuser(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, byuser::byuser)
+}
+
+pub(crate) fn qsess_revokeuser(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, revokeuser::revokeuser)
+}
+
+pub(crate) fn qsess_revoke(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, revoke::revoke)
+}

@@ -1,0 +1,159 @@
+//! `QSESS.SET sid [DATA bytes] [USER uid | ANON] [IP addr] [UA agent] [IDLE ms] [ABSOLUTE ms] [NX | XX] [LIMIT n]`
+//!
+//! Creates or updates a session; replies its new version, or nil when `NX`/`XX` did not hold.
+
+use crate::effects::{Effects, EndingSession};
+use crate::error::CommandError;
+use crate::info::COUNTERS;
+use crate::redis_key::RedisKey;
+use crate::session_id::{self, SessionAddress};
+use crate::session_lookup::{self, live_record};
+use crate::session_options::{self, Condition, OptionsFor, SessionOptions};
+use crate::session_update;
+use crate::settings::keyspace;
+use qsess_record::{ChangeRecord, DeleteReason, Handle};
+use redis_module::{Context, RedisValue};
+
+pub(crate) fn set(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
+    let [_, session_id, options @ ..] = arguments else {
+        return Err(CommandError::WrongArity("qsess.set"));
+    };
+    let effects = Effects::new(ctx)?;
+    let options = session_options::parse(options, OptionsFor::Set, effects.settings.max_data_bytes)?;
+    let address = session_id::locate(session_id, keyspace().buckets)?;
+    Ok(match write_session(&effects, &address, &options)? {
+        Some(version) => RedisValue::Integer(version as i64),
+        None => RedisValue::Null,
+    })
+}
+
+/// The write behind `QSESS.SET` and `QSESS.NEW`: every check first, then every effect.
+/// Returns the new version, or `None` when the `NX`/`XX` condition did not hold.
+pub(crate) fn write_session(
+    effects: &Effects<'_>,
+    address: &SessionAddress,
+    options: &SessionOptions<'_>,
+) -> Result<Option<u64>, CommandError> {
+    let ctx = effects.ctx;
+    let buckets = keyspace().buckets;
+    let session_key = session_lookup::open_session_writable(ctx, address)?;
+
+    // Everything that borrows the stored record lives in this block, which ends before the record
+    // key is written.
+    let (encoded, version, expires_ms, old_user, new_user, created) = {
+        let old = live_record(&session_key, effects.now_ms)?;
+        match (options.condition, &old) {
+            (Some(Condition::OnlyCreate), Some(_)) | (Some(Condition::OnlyUpdate), None) => return Ok(None),
+            _ => {}
+        }
+        if old.is_none() && session_lookup::is_tombstoned(ctx, address)? {
+            COUNTERS.rejected_revoked.increment();
+            return Err(CommandError::Revoked);
+        }
+        let record = match &old {
+            Some(old) => session_update::update(old, options, &effects.settings, effects.now_ms)?,
+            None => session_update::create(options, &effects.settings, effects.now_ms)?,
+        };
+        if let Some(user_id) = record.user {
+            let user_bucket = buckets.of_user(user_id);
+            if user_bucket != address.bucket {
+                return Err(CommandError::WrongBucket { session_bucket: address.bucket, user_bucket });
+            }
+        }
+        if options.limit.is_some() && record.user.is_none() {
+            return Err(CommandError::LimitWithoutUser);
+        }
+        let expires_ms = record.expires_ms().ok_or(CommandError::NoTimeout)?;
+        (
+            record.encode(),
+            record.version,
+            expires_ms,
+            old.as_ref().and_then(|old| old.user).map(<[u8]>::to_vec),
+            record.user.map(<[u8]>::to_vec),
+            old.is_none(),
+        )
+    };
+
+    let new_index = match &new_user {
+        Some(user_id) => Some(session_lookup::open_index_writable(ctx, address.bucket, user_id)?),
+        None => None,
+    };
+    let old_index = match &old_user {
+        Some(user_id) if new_user.as_ref() != Some(user_id) => {
+            Some(session_lookup::open_index_writable(ctx, address.bucket, user_id)?)
+        }
+        _ => None,
+    };
+    let stream = session_lookup::open_stream_writable(ctx, address.bucket)?;
+    let others = match (options.limit, &new_index) {
+        (Some(_), Some(index)) => other_sessions(effects, address.bucket, &address.handle, index)?,
+        _ => Vec::new(),
+    };
+
+    effects.write_record(&session_key, &encoded, expires_ms)?;
+    if let Some(old_index) = &old_index {
+        effects.index_remove(old_index, &address.handle)?;
+    }
+    if let Some(new_index) = &new_index {
+        effects.index_add(new_index, &address.handle, expires_ms)?;
+    }
+    let change = ChangeRecord::Set { handle: address.handle, user: new_user.as_deref(), version, record: &encoded };
+    effects.append_change(&stream, &change)?;
+    if let (Some(limit), Some(index)) = (options.limit, &new_index) {
+        enforce_limit(effects, address.bucket, others, limit, index, &stream)?;
+    }
+    if created {
+        COUNTERS.created.increment();
+    } else {
+        COUNTERS.updated.increment();
+    }
+    Ok(Some(version))
+}
+
+/// Another session in the owner's index: its creation time, or `None` if its record is gone.
+struct OtherSession<'ctx> {
+    handle: Handle,
+    created_ms: Option<u64>,
+    key: RedisKey<'ctx>,
+}
+
+fn other_sessions<'ctx>(
+    effects: &Effects<'ctx>,
+    bucket: u32,
+    keep: &Handle,
+    index: &RedisKey<'ctx>,
+) -> Result<Vec<OtherSession<'ctx>>, CommandError> {
+    let mut others = Vec::new();
+    for (member, _) in index.sorted_set_range(f64::NEG_INFINITY, f64::INFINITY)? {
+        let Ok(handle) = Handle::parse(member.as_slice()) else { continue };
+        if handle == *keep {
+            continue;
+        }
+        let key = session_lookup::open_session_writable(effects.ctx, &SessionAddress { bucket, handle })?;
+        let created_ms = live_record(&key, effects.now_ms)?.map(|record| record.created_ms);
+        others.push(OtherSession { handle, created_ms, key });
+    }
+    Ok(others)
+}
+
+/// Revokes the oldest sessions so that the owner keeps at most `limit`, the one just written included.
+fn enforce_limit(
+    effects: &Effects<'_>,
+    bucket: u32,
+    others: Vec<OtherSession<'_>>,
+    limit: u64,
+    index: &RedisKey<'_>,
+    stream: &RedisKey<'_>,
+) -> Result<(), CommandError> {
+    let (mut live, gone): (Vec<_>, Vec<_>) = others.into_iter().partition(|other| other.created_ms.is_some());
+    for stale in &gone {
+        effects.index_remove(index, &stale.handle)?;
+    }
+    let excess = (live.len() as u64 + 1).saturating_sub(limit) as usize;
+    live.sort_by_key(|other| (other.created_ms, other.handle));
+    for oldest in live.iter().take(excess) {
+        let ending = EndingSession { bucket, handle: oldest.handle, key: &oldest.key };
+        effects.end_session(&ending, Some(index), stream, DeleteReason::Limit)?;
+    }
+    Ok(())
+}

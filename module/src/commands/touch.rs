@@ -1,0 +1,18 @@
+//! `QSESS.TOUCH sid`: activity without reading; replies 1 if the session is live, else 0.
+
+use crate::commands::get::with_activity;
+use crate::effects::Effects;
+use crate::error::CommandError;
+use crate::session_id;
+use crate::settings::keyspace;
+use redis_module::{Context, RedisValue};
+
+pub(crate) fn touch(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
+    let [_, session_id] = arguments else {
+        return Err(CommandError::WrongArity("qsess.touch"));
+    };
+    let effects = Effects::new(ctx)?;
+    let address = session_id::locate(session_id, keyspace().buckets)?;
+    let live = with_activity(&effects, &address, |_| Ok(()))?;
+    Ok(RedisValue::Integer(i64::from(live)))
+}

@@ -1,0 +1,159 @@
+//! Writes, each applied through the key API and replicated explicitly, so that one command reaches
+//! replicas and the AOF as one MULTI/EXEC of deterministic commands: absolute expiry times, explicit
+//! stream ids, and the exact members removed.
+
+use crate::error::CommandError;
+use crate::expiry;
+use crate::info::COUNTERS;
+use crate::redis_key::{KeyKind, RedisKey};
+use crate::settings::{keyspace, Settings};
+use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord};
+use redis_module::{Context, RedisString};
+
+/// The context, clock and settings of one command's writes.
+pub(crate) struct Effects<'ctx> {
+    pub(crate) ctx: &'ctx Context,
+    pub(crate) now_ms: u64,
+    pub(crate) settings: Settings,
+}
+
+impl<'ctx> Effects<'ctx> {
+    pub(crate) fn new(ctx: &'ctx Context) -> Result<Effects<'ctx>, CommandError> {
+        Ok(Effects { ctx, now_ms: crate::redis_key::now_ms()?, settings: Settings::current() })
+    }
+
+    /// Stores an encoded record with its absolute expiry: `SET key value PXAT expires`.
+    pub(crate) fn write_record(&self, key: &RedisKey<'_>, encoded: &[u8], expires_ms: u64) -> Result<(), CommandError> {
+        let value = RedisString::create_from_slice(self.ctx.get_raw(), encoded);
+        key.set_string(&value)?;
+        key.set_expire_at(expires_ms)?;
+        let expires = expires_ms.to_string();
+        self.ctx.replicate("SET", &[key.name().as_slice(), encoded, b"PXAT", expires.as_bytes()]);
+        Ok(())
+    }
+
+    pub(crate) fn delete_key(&self, key: &RedisKey<'_>) -> Result<(), CommandError> {
+        key.delete()?;
+        self.ctx.replicate("DEL", &[key.name().as_slice()]);
+        Ok(())
+    }
+
+    /// Adds or re-scores a session in its owner's index, dropping members whose sessions are over and
+    /// keeping the index alive exactly as long as its longest-lived session.
+    pub(crate) fn index_add(&self, index: &RedisKey<'_>, handle: &Handle, expires_ms: u64) -> Result<(), CommandError> {
+        self.index_prune_expired(index)?;
+        let member = RedisString::create_from_slice(self.ctx.get_raw(), handle.as_bytes());
+        index.sorted_set_add(expires_ms as f64, &member)?;
+        let score = expires_ms.to_string();
+        self.ctx.replicate("ZADD", &[index.name().as_slice(), score.as_bytes(), handle.as_bytes()]);
+        if index.expire_at()?.is_none_or(|index_expires_ms| index_expires_ms < expires_ms) {
+            index.set_expire_at(expires_ms)?;
+            self.ctx.replicate("PEXPIREAT", &[index.name().as_slice(), score.as_bytes()]);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn index_remove(&self, index: &RedisKey<'_>, handle: &Handle) -> Result<bool, CommandError> {
+        let member = RedisString::create_from_slice(self.ctx.get_raw(), handle.as_bytes());
+        let removed = index.sorted_set_remove(&member)?;
+        if removed {
+            self.ctx.replicate("ZREM", &[index.name().as_slice(), handle.as_bytes()]);
+        }
+        Ok(removed)
+    }
+
+    /// Removes index members whose expiry has passed; their session keys are already gone.
+    pub(crate) fn index_prune_expired(&self, index: &RedisKey<'_>) -> Result<(), CommandError> {
+        if index.kind()? != KeyKind::SortedSet {
+            return Ok(());
+        }
+        let expired = index.sorted_set_range(f64::NEG_INFINITY, self.now_ms as f64)?;
+        if expired.is_empty() {
+            return Ok(());
+        }
+        for (member, _) in &expired {
+            index.sorted_set_remove(member)?;
+        }
+        let now = self.now_ms.to_string();
+        self.ctx.replicate("ZREMRANGEBYSCORE", &[index.name().as_slice(), b"-inf", now.as_bytes()]);
+        Ok(())
+    }
+
+    /// Appends a change record to the bucket's stream and replicates it with the id Redis chose.
+    pub(crate) fn append_change(&self, stream: &RedisKey<'_>, change: &ChangeRecord<'_>) -> Result<(), CommandError> {
+        let fields = change.fields();
+        let mut strings = Vec::with_capacity(fields.len() * 2);
+        for (name, value) in &fields {
+            strings.push(RedisString::create_from_slice(self.ctx.get_raw(), name.as_bytes()));
+            strings.push(RedisString::create_from_slice(self.ctx.get_raw(), value));
+        }
+        let id = stream.stream_add(&strings)?;
+        let mut arguments: Vec<&RedisString> = Vec::with_capacity(strings.len() + 2);
+        let id = RedisString::create_from_slice(self.ctx.get_raw(), id.as_bytes());
+        arguments.push(stream.name());
+        arguments.push(&id);
+        arguments.extend(strings.iter());
+        self.ctx.replicate("XADD", arguments.as_slice());
+        COUNTERS.stream_entries.increment();
+        Ok(())
+    }
+
+    /// Leaves a tombstone so that neither a late write nor a reload can bring the session back.
+    pub(crate) fn write_tombstone(
+        &self,
+        bucket: u32,
+        handle: &Handle,
+        version: u64,
+        session_expires_ms: Option<u64>,
+    ) -> Result<(), CommandError> {
+        let key = RedisKey::open_writable(self.ctx, &keyspace().names.tombstone(bucket, handle))?;
+        let ttl_ms = expiry::tombstone_ttl_ms(session_expires_ms, &self.settings, self.now_ms);
+        let expires_ms = self.now_ms + ttl_ms;
+        let value = RedisString::create_from_slice(self.ctx.get_raw(), version.to_string().as_bytes());
+        key.set_string(&value)?;
+        key.set_expire_at(expires_ms)?;
+        let expires = expires_ms.to_string();
+        self.ctx.replicate("SET", &[key.name().as_slice(), value.as_slice(), b"PXAT", expires.as_bytes()]);
+        Ok(())
+    }
+
+    /// Ends a session: its record, its index entry, a tombstone and a `del` change record.
+    /// `index` must be the owner's index key when the session has an owner.
+    pub(crate) fn end_session(
+        &self,
+        ending: &EndingSession<'_, '_>,
+        index: Option<&RedisKey<'_>>,
+        stream: &RedisKey<'_>,
+        reason: DeleteReason,
+    ) -> Result<(), CommandError> {
+        let record = ending.record()?;
+        let version = record.version + 1;
+        let expires_ms = record.expires_ms();
+        let user = record.user.map(<[u8]>::to_vec);
+        self.delete_key(ending.key)?;
+        if let Some(index) = index {
+            self.index_remove(index, &ending.handle)?;
+        }
+        self.write_tombstone(ending.bucket, &ending.handle, version, expires_ms)?;
+        let change = ChangeRecord::Delete { handle: ending.handle, user: user.as_deref(), version, reason };
+        self.append_change(stream, &change)?;
+        if reason == DeleteReason::Revoke || reason == DeleteReason::Limit {
+            COUNTERS.revocations.increment();
+        }
+        Ok(())
+    }
+}
+
+/// A live session about to be ended, with its record key open.
+pub(crate) struct EndingSession<'k, 'ctx> {
+    pub(crate) bucket: u32,
+    pub(crate) handle: Handle,
+    pub(crate) key: &'k RedisKey<'ctx>,
+}
+
+impl EndingSession<'_, '_> {
+    fn record(&self) -> Result<SessionRecord<'_>, CommandError> {
+        let bytes = self.key.string_value()?.ok_or(CommandError::Internal)?;
+        Ok(SessionRecord::decode(bytes)?)
+    }
+}

@@ -1,0 +1,71 @@
+//! The module's typed errors, turned into Redis error replies in exactly one place.
+
+use redis_module::RedisError;
+
+/// Everything a QSESS command can refuse. Messages are lowercase and say what is accepted.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum CommandError {
+    #[error("wrong number of arguments for '{0}' command")]
+    WrongArity(&'static str),
+    #[error("unknown option '{option}' for {command}; accepted: {accepted}")]
+    UnknownOption { command: &'static str, option: String, accepted: &'static str },
+    #[error("option {0} given more than once")]
+    RepeatedOption(&'static str),
+    #[error("option {0} needs a value")]
+    MissingValue(&'static str),
+    #[error("{0} and {1} cannot be used together")]
+    ConflictingOptions(&'static str, &'static str),
+    #[error("{what} must be an integer from {min} to {max}, got '{got}'")]
+    BadInteger { what: &'static str, min: u64, max: u64, got: String },
+    #[error("session id must not be empty")]
+    EmptySessionId,
+    #[error("session id is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_SESSION_ID_BYTES)]
+    SessionIdTooLong(usize),
+    #[error("session id must start with its bucket as '<bucket>.' where bucket is below {buckets} (qsess.buckets); QSESS.NEW mints such ids")]
+    SessionIdWithoutBucket { buckets: u32 },
+    #[error("session id is in bucket {session_bucket} but user's sessions live in bucket {user_bucket}; mint ids with QSESS.NEW USER <uid>")]
+    WrongBucket { session_bucket: u32, user_bucket: u32 },
+    #[error("user id must not be empty")]
+    EmptyUserId,
+    #[error("user id is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_USER_ID_BYTES)]
+    UserIdTooLong(usize),
+    #[error("invalid IP address '{0}'; accepted: an IPv4 or IPv6 address such as 203.0.113.7 or 2001:db8::1")]
+    BadIp(String),
+    #[error("user agent is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_USER_AGENT_BYTES)]
+    UserAgentTooLong(usize),
+    #[error("data is {size} bytes long; at most {max} are accepted (qsess.max-data-bytes)")]
+    DataTooLarge { size: usize, max: u64 },
+    #[error("a session needs an idle or an absolute timeout: IDLE and ABSOLUTE cannot both be 0")]
+    NoTimeout,
+    #[error("the timeouts given end the session before now; use QSESS.DEL to end it")]
+    EndsInThePast,
+    #[error("LIMIT needs an owner: give USER or update a session that has one")]
+    LimitWithoutUser,
+    #[error("session id was revoked and cannot be used again; mint a new one with QSESS.NEW")]
+    Revoked,
+    #[error("the new session id is already in use")]
+    NewIdInUse,
+    #[error("old and new session ids are the same")]
+    SameIds,
+    #[error(transparent)]
+    BadHandle(#[from] qsess_record::InvalidHandle),
+    #[error("key {0} holds a value of the wrong kind for qsess; it is not a key qsess wrote")]
+    WrongType(String),
+    #[error("stored session record is unreadable ({0}); delete it with QSESS.DEL")]
+    CorruptRecord(#[from] qsess_record::DecodeError),
+    #[error("internal error")]
+    Internal,
+    #[error("this server lacks the module API {0}; qsess needs Redis 7.0 or newer")]
+    MissingApi(&'static str),
+}
+
+impl CommandError {
+    /// The error reply: `WRONGTYPE` for a foreign key under our prefix, Redis's own arity message, else `ERR`.
+    pub(crate) fn into_redis_error(self) -> RedisError {
+        match self {
+            CommandError::WrongArity(_) => RedisError::WrongArity,
+            CommandError::WrongType(_) => RedisError::String(format!("WRONGTYPE {self}")),
+            other => RedisError::String(format!("ERR {other}")),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! qsess: server-side web sessions as a Redis module.
+//!
+//! Each `QSESS.*` command updates a session record, its owner's index and the change stream in one
+//! atomic step, and replicates as one MULTI/EXEC. This file holds only the registration table and
+//! load-time setup; ARCHITECTURE.md has the code map.
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+mod bucket;
+mod client_ip;
+mod command_info;
+mod commands;
+mod effects;
+mod error;
+mod expiry;
+mod info;
+mod keys;
+mod limits;
+mod panic_guard;
+mod redis_key;
+mod reply;
+mod session_id;
+mod session_lookup;
+mod session_options;
+mod session_update;
+mod settings;
+
+use command_info::{BYUSER, DEL, GET, NEW, PEEK, REVOKE, REVOKEUSER, ROTATE, SET, TOUCH};
+use redis_module::configuration::ConfigurationFlags;
+use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
+use settings::{
+    ABSOLUTE_TIMEOUT, BUCKETS, DEFAULT_PREFIX, IDLE_TIMEOUT, IP_MODE, MAX_DATA_BYTES, PREFIX, TOMBSTONE_TTL,
+    TOUCH_GRANULARITY, UA_MODE,
+};
+
+#[cfg(not(test))]
+type ModuleAllocator = redis_module::alloc::RedisAlloc;
+#[cfg(not(test))]
+const MODULE_ALLOCATOR: ModuleAllocator = redis_module::alloc::RedisAlloc;
+// Unit tests run without Redis, whose allocator would abort them.
+#[cfg(test)]
+type ModuleAllocator = std::alloc::System;
+#[cfg(test)]
+const MODULE_ALLOCATOR: ModuleAllocator = std::alloc::System;
+
+fn init(ctx: &Context, arguments: &[RedisString]) -> Status {
+    panic_guard::install_hook();
+    let words: Vec<&[u8]> = arguments.iter().map(RedisString::as_slice).collect();
+    if let Err(message) = settings::apply_module_arguments(&words) {
+        ctx.log_warning(&format!("qsess: {message}"));
+        return Status::Err;
+    }
+    if let Err(message) = command_info::set_command_info(ctx) {
+        ctx.log_warning(&format!("qsess: {message}"));
+        return Status::Err;
+    }
+    if let Err(message) = info::keep_context_for_info(ctx) {
+        ctx.log_warning(&format!("qsess: {message}"));
+        return Status::Err;
+    }
+    let keyspace = settings::keyspace();
+    ctx.log_notice(&format!(
+        "qsess: loaded with {} bucket(s); keys look like {}",
+        keyspace.buckets.count(),
+        String::from_utf8_lossy(&keyspace.names.change_stream(0))
+    ));
+    Status::Ok
+}
+
+/// Unloading would leave the panic hook and statics pointing into an unmapped library (a proven
+/// crash), and would strand sessions whose expiry and indexes only this module maintains.
+fn deinit(ctx: &Context) -> Status {
+    ctx.log_warning("qsess: MODULE UNLOAD refused; restart Redis without --loadmodule to remove qsess");
+    Status::Err
+}
+
+#[redis_module_macros::info_command_handler]
+fn info(ctx: &InfoContext, _for_crash_report: bool) -> RedisResult<()> {
+    info::add_info_sections(ctx, settings::keyspace())
+}
+
+redis_module! {
+    name: "qsess",
+    version: 1,
+    allocator: (ModuleAllocator, MODULE_ALLOCATOR),
+    data_types: [],
+    init: init,
+    deinit: deinit,
+    commands: [
+        [SET.name, commands::qsess_set, SET.flags, SET.first_key, SET.last_key, SET.key_step, ""],
+        [NEW.name, commands::qsess_new, NEW.flags, NEW.first_key, NEW.last_key, NEW.key_step, ""],
+        [GET.name, commands::qsess_get, GET.flags, GET.first_key, GET.last_key, GET.key_step, ""],
+        [PEEK.name, commands::qsess_peek, PEEK.flags, PEEK.first_key, PEEK.last_key, PEEK.key_step, ""],
+        [TOUCH.name, commands::qsess_touch, TOUCH.flags, TOUCH.first_key, TOUCH.last_key, TOUCH.key_step, ""],
+        [ROTATE.name, commands::qsess_rotate, ROTATE.flags, ROTATE.first_key, ROTATE.last_key, ROTATE.key_step, ""],
+        [DEL.name, commands::qsess_del, DEL.flags, DEL.first_key, DEL.last_key, DEL.key_step, ""],
+        [BYUSER.name, commands::qsess_byuser, BYUSER.flags, BYUSER.first_key, BYUSER.last_key, BYUSER.key_step, ""],
+        [REVOKEUSER.name, commands::qsess_revokeuser, REVOKEUSER.flags, REVOKEUSER.first_key, REVOKEUSER.last_key, REVOKEUSER.key_step, ""],
+        [REVOKE.name, commands::qsess_revoke, REVOKE.flags, REVOKE.first_key, REVOKE.last_key, REVOKE.key_step, ""],
+    ],
+    configurations: [
+        i64: [
+            [BUCKETS.name, BUCKETS.value, BUCKETS.default, BUCKETS.min, BUCKETS.max, ConfigurationFlags::IMMUTABLE, None],
+            [IDLE_TIMEOUT.name, IDLE_TIMEOUT.value, IDLE_TIMEOUT.default, IDLE_TIMEOUT.min, IDLE_TIMEOUT.max, ConfigurationFlags::DEFAULT, None],
+            [ABSOLUTE_TIMEOUT.name, ABSOLUTE_TIMEOUT.value, ABSOLUTE_TIMEOUT.default, ABSOLUTE_TIMEOUT.min, ABSOLUTE_TIMEOUT.max, ConfigurationFlags::DEFAULT, None],
+            [TOUCH_GRANULARITY.name, TOUCH_GRANULARITY.value, TOUCH_GRANULARITY.default, TOUCH_GRANULARITY.min, TOUCH_GRANULARITY.max, ConfigurationFlags::DEFAULT, None],
+            [TOMBSTONE_TTL.name, TOMBSTONE_TTL.value, TOMBSTONE_TTL.default, TOMBSTONE_TTL.min, TOMBSTONE_TTL.max, ConfigurationFlags::DEFAULT, None],
+            [MAX_DATA_BYTES.name, MAX_DATA_BYTES.value, MAX_DATA_BYTES.default, MAX_DATA_BYTES.min, MAX_DATA_BYTES.max, ConfigurationFlags::MEMORY, None],
+        ],
+        string: [
+            ["prefix", &PREFIX, DEFAULT_PREFIX, ConfigurationFlags::IMMUTABLE, None],
+            [IP_MODE.name, &IP_MODE, IP_MODE.default_choice(), ConfigurationFlags::DEFAULT, None],
+            [UA_MODE.name, &UA_MODE, UA_MODE.default_choice(), ConfigurationFlags::DEFAULT, None],
+        ],
+        bool: [],
+        enum: [],
+        module_args_as_configuration: false,
+    ]
+}

@@ -1,0 +1,51 @@
+//! Reading sessions, owner indexes and tombstones, with the checks every command needs before writing.
+
+use crate::error::CommandError;
+use crate::redis_key::{KeyKind, RedisKey};
+use crate::session_id::SessionAddress;
+use crate::settings::keyspace;
+use qsess_record::SessionRecord;
+use redis_module::Context;
+
+/// The live record in `key`, or `None` if the key is missing or the session is over by our clock
+/// (Redis may not have expired it yet). Anything but a string under our prefix is `WRONGTYPE`.
+pub(crate) fn live_record<'k>(key: &'k RedisKey<'_>, now_ms: u64) -> Result<Option<SessionRecord<'k>>, CommandError> {
+    key.require_kind(KeyKind::String)?;
+    let Some(bytes) = key.string_value()? else {
+        return Ok(None);
+    };
+    let record = SessionRecord::decode(bytes)?;
+    Ok((!record.is_expired_at(now_ms)).then_some(record))
+}
+
+/// Whether a session with this address was ended and may not come back.
+pub(crate) fn is_tombstoned(ctx: &Context, address: &SessionAddress) -> Result<bool, CommandError> {
+    let name = keyspace().names.tombstone(address.bucket, &address.handle);
+    Ok(RedisKey::open_readable(ctx, &name)?.is_some())
+}
+
+/// Opens a user's index for writing, refusing a key of another type.
+pub(crate) fn open_index_writable<'ctx>(
+    ctx: &'ctx Context,
+    bucket: u32,
+    user_id: &[u8],
+) -> Result<RedisKey<'ctx>, CommandError> {
+    let index = RedisKey::open_writable(ctx, &keyspace().names.user_index(bucket, user_id))?;
+    index.require_kind(KeyKind::SortedSet)?;
+    Ok(index)
+}
+
+/// Opens a bucket's change stream for writing, refusing a key of another type.
+pub(crate) fn open_stream_writable(ctx: &Context, bucket: u32) -> Result<RedisKey<'_>, CommandError> {
+    let stream = RedisKey::open_writable(ctx, &keyspace().names.change_stream(bucket))?;
+    stream.require_kind(KeyKind::Stream)?;
+    Ok(stream)
+}
+
+/// Opens a session's record key for writing.
+pub(crate) fn open_session_writable<'ctx>(
+    ctx: &'ctx Context,
+    address: &SessionAddress,
+) -> Result<RedisKey<'ctx>, CommandError> {
+    RedisKey::open_writable(ctx, &keyspace().names.session(address.bucket, &address.handle))
+}

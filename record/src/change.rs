@@ -1,0 +1,221 @@
+//! The change record: one entry of the `qs:{B}:chg` stream, the contract between module and daemon.
+//!
+//! Field names are short because the stream holds every change until the daemon has mirrored and
+//! trimmed it. Every entry carries `op`, `h` (handle), `v` (version) and `u` (owner, absent when
+//! anonymous); `set` adds `r`, the full record in the session-record encoding, so the daemon never
+//! reads the session back; `touch` adds `seen` and `exp`; `del` adds `why`.
+
+use crate::handle::{Handle, InvalidHandle};
+use std::borrow::Cow;
+
+/// What happened to the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Set,
+    Touch,
+    Delete,
+}
+
+impl ChangeOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeOp::Set => "set",
+            ChangeOp::Touch => "touch",
+            ChangeOp::Delete => "del",
+        }
+    }
+}
+
+/// Why a session was deleted, kept for the audit trail of the mirror's consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteReason {
+    /// `QSESS.DEL`: the user logged out.
+    Logout,
+    /// `QSESS.REVOKE` or `QSESS.REVOKEUSER`.
+    Revoke,
+    /// Revoked by `LIMIT n` to make room for a newer session of the same user.
+    Limit,
+    /// `QSESS.ROTATE` moved the session to a new id.
+    Rotate,
+}
+
+impl DeleteReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeleteReason::Logout => "logout",
+            DeleteReason::Revoke => "revoke",
+            DeleteReason::Limit => "limit",
+            DeleteReason::Rotate => "rotate",
+        }
+    }
+
+    fn parse(text: &[u8]) -> Option<DeleteReason> {
+        Some(match text {
+            b"logout" => DeleteReason::Logout,
+            b"revoke" => DeleteReason::Revoke,
+            b"limit" => DeleteReason::Limit,
+            b"rotate" => DeleteReason::Rotate,
+            _ => return None,
+        })
+    }
+}
+
+/// One stream entry. `version` is the session's version after the change; for `Delete` it is one more
+/// than the last version the session had, so "delete rows older than `version`" is the mirror's rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeRecord<'a> {
+    Set { handle: Handle, user: Option<&'a [u8]>, version: u64, record: &'a [u8] },
+    Touch { handle: Handle, user: Option<&'a [u8]>, version: u64, seen_ms: u64, expires_ms: u64 },
+    Delete { handle: Handle, user: Option<&'a [u8]>, version: u64, reason: DeleteReason },
+}
+
+/// A stream entry that is not a change record of this format.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseChangeError {
+    #[error("change record has no `{0}` field")]
+    MissingField(&'static str),
+    #[error("change record field `{0}` is malformed")]
+    BadField(&'static str),
+    #[error("unknown change op `{0}`")]
+    UnknownOp(String),
+    #[error(transparent)]
+    BadHandle(#[from] InvalidHandle),
+}
+
+impl<'a> ChangeRecord<'a> {
+    pub fn op(&self) -> ChangeOp {
+        match self {
+            ChangeRecord::Set { .. } => ChangeOp::Set,
+            ChangeRecord::Touch { .. } => ChangeOp::Touch,
+            ChangeRecord::Delete { .. } => ChangeOp::Delete,
+        }
+    }
+
+    pub fn handle(&self) -> Handle {
+        match self {
+            ChangeRecord::Set { handle, .. }
+            | ChangeRecord::Touch { handle, .. }
+            | ChangeRecord::Delete { handle, .. } => *handle,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        match self {
+            ChangeRecord::Set { version, .. }
+            | ChangeRecord::Touch { version, .. }
+            | ChangeRecord::Delete { version, .. } => *version,
+        }
+    }
+
+    pub fn user(&self) -> Option<&'a [u8]> {
+        match self {
+            ChangeRecord::Set { user, .. } | ChangeRecord::Touch { user, .. } | ChangeRecord::Delete { user, .. } => {
+                *user
+            }
+        }
+    }
+
+    /// The entry's field/value pairs in stream order.
+    pub fn fields(&self) -> Vec<(&'static str, Cow<'a, [u8]>)> {
+        let number = |value: u64| Cow::Owned(value.to_string().into_bytes());
+        let mut fields = Vec::with_capacity(6);
+        fields.push(("op", Cow::Borrowed(self.op().as_str().as_bytes())));
+        fields.push(("h", Cow::Owned(self.handle().as_bytes().to_vec())));
+        if let Some(user) = self.user() {
+            fields.push(("u", Cow::Borrowed(user)));
+        }
+        fields.push(("v", number(self.version())));
+        match self {
+            ChangeRecord::Set { record, .. } => fields.push(("r", Cow::Borrowed(*record))),
+            ChangeRecord::Touch { seen_ms, expires_ms, .. } => {
+                fields.push(("seen", number(*seen_ms)));
+                fields.push(("exp", number(*expires_ms)));
+            }
+            ChangeRecord::Delete { reason, .. } => fields.push(("why", Cow::Borrowed(reason.as_str().as_bytes()))),
+        }
+        fields
+    }
+
+    /// Parses an entry's field/value pairs; unknown fields are ignored so that newer modules can add some.
+    pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Result<ChangeRecord<'a>, ParseChangeError> {
+        let find =
+            |name: &'static str| pairs.iter().find(|(field, _)| *field == name.as_bytes()).map(|(_, value)| *value);
+        let require = |name: &'static str| find(name).ok_or(ParseChangeError::MissingField(name));
+        let number = |name: &'static str| -> Result<u64, ParseChangeError> {
+            std::str::from_utf8(require(name)?)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or(ParseChangeError::BadField(name))
+        };
+        let handle = Handle::parse(require("h")?)?;
+        let user = find("u");
+        let version = number("v")?;
+        match require("op")? {
+            b"set" => Ok(ChangeRecord::Set { handle, user, version, record: require("r")? }),
+            b"touch" => {
+                Ok(ChangeRecord::Touch { handle, user, version, seen_ms: number("seen")?, expires_ms: number("exp")? })
+            }
+            b"del" => Ok(ChangeRecord::Delete {
+                handle,
+                user,
+                version,
+                reason: DeleteReason::parse(require("why")?).ok_or(ParseChangeError::BadField("why"))?,
+            }),
+            other => Err(ParseChangeError::UnknownOp(String::from_utf8_lossy(other).into_owned())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(change: ChangeRecord<'_>) {
+        let fields = change.fields();
+        let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
+        assert_eq!(ChangeRecord::parse(&pairs), Ok(change));
+    }
+
+    #[test]
+    fn every_op_round_trips() {
+        let handle = Handle::from_session_id(b"sid");
+        round_trip(ChangeRecord::Set { handle, user: Some(b"42"), version: 3, record: b"\x01abc" });
+        round_trip(ChangeRecord::Touch { handle, user: None, version: 4, seen_ms: 10, expires_ms: 99 });
+        for reason in [DeleteReason::Logout, DeleteReason::Revoke, DeleteReason::Limit, DeleteReason::Rotate] {
+            round_trip(ChangeRecord::Delete { handle, user: Some(b"u"), version: 5, reason });
+        }
+    }
+
+    #[test]
+    fn field_layout_is_the_documented_one() {
+        let handle = Handle::from_session_id(b"sid");
+        let change = ChangeRecord::Delete { handle, user: Some(b"42"), version: 9, reason: DeleteReason::Logout };
+        let names: Vec<&str> = change.fields().iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["op", "h", "u", "v", "why"]);
+        let anonymous_touch = ChangeRecord::Touch { handle, user: None, version: 2, seen_ms: 1, expires_ms: 2 };
+        let names: Vec<&str> = anonymous_touch.fields().iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, ["op", "h", "v", "seen", "exp"]);
+    }
+
+    #[test]
+    fn parse_reports_what_is_wrong() {
+        let handle = Handle::from_session_id(b"sid");
+        let h = handle.as_bytes();
+        assert_eq!(
+            ChangeRecord::parse(&[(b"op", b"set"), (b"h", h), (b"v", b"1")]),
+            Err(ParseChangeError::MissingField("r"))
+        );
+        assert_eq!(
+            ChangeRecord::parse(&[(b"op", b"set"), (b"h", h), (b"v", b"x"), (b"r", b"")]),
+            Err(ParseChangeError::BadField("v"))
+        );
+        assert_eq!(
+            ChangeRecord::parse(&[(b"op", b"zap"), (b"h", h), (b"v", b"1")]),
+            Err(ParseChangeError::UnknownOp("zap".into()))
+        );
+        assert!(matches!(
+            ChangeRecord::parse(&[(b"op", b"del"), (b"h", b"short"), (b"v", b"1")]),
+            Err(ParseChangeError::BadHandle(_))
+        ));
+    }
+}

@@ -1,0 +1,14 @@
+//! The formats shared by the qsess module and the qsess-syncd daemon: handles, the session record and
+//! the change record.
+//!
+//! Nothing here touches Redis or Postgres. The module writes these bytes and the daemon reads them, so
+//! every change to an encoding is a new format version, documented in ARCHITECTURE.md.
+
+mod change;
+mod handle;
+mod session;
+mod varint;
+
+pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError};
+pub use handle::{Handle, InvalidHandle, HANDLE_LEN};
+pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1};

@@ -1,0 +1,284 @@
+//! The session record and its compact binary encoding (format 1), stored as one Redis string.
+//!
+//! One string instead of an 11-field hash is what makes the module fast and small: the research
+//! measured 711 B per session and 1.5x a Lua script for this layout against 1,519 B and 1.08x for a hash.
+//! Times are varints relative to `created`, strings are length-prefixed, and there are no field names.
+
+use crate::varint;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// The first byte of every record written by this version.
+pub const RECORD_FORMAT_V1: u8 = 1;
+
+const IP_NONE: u8 = 0;
+const IP_V4: u8 = 4;
+const IP_V6: u8 = 6;
+
+/// One session. Byte fields borrow from the buffer they were decoded from, or from command arguments.
+///
+/// `idle_ms == 0` means no idle timeout and `absolute_deadline_ms == 0` means no absolute deadline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord<'a> {
+    pub version: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub seen_ms: u64,
+    pub idle_ms: u64,
+    pub absolute_deadline_ms: u64,
+    pub user: Option<&'a [u8]>,
+    pub ip: Option<IpAddr>,
+    pub user_agent: Option<&'a [u8]>,
+    pub location: Option<&'a [u8]>,
+    pub country: Option<&'a [u8]>,
+    pub data: &'a [u8],
+}
+
+/// Bytes that are not a record this version can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("empty session record")]
+    Empty,
+    #[error("session record format {0} is not supported (this build reads format {RECORD_FORMAT_V1})")]
+    UnknownFormat(u8),
+    #[error("session record is truncated or corrupt")]
+    Corrupt,
+}
+
+impl<'a> SessionRecord<'a> {
+    /// When the session ends: the earlier of `seen + idle` and the absolute deadline.
+    /// `None` only for a record with neither timeout, which the module never writes.
+    pub fn expires_ms(&self) -> Option<u64> {
+        let idle_end = (self.idle_ms > 0).then(|| self.seen_ms.saturating_add(self.idle_ms));
+        let absolute_end = (self.absolute_deadline_ms > 0).then_some(self.absolute_deadline_ms);
+        match (idle_end, absolute_end) {
+            (Some(idle_end), Some(absolute_end)) => Some(idle_end.min(absolute_end)),
+            (idle_end, absolute_end) => idle_end.or(absolute_end),
+        }
+    }
+
+    /// Whether the session is over at `now_ms`.
+    pub fn is_expired_at(&self, now_ms: u64) -> bool {
+        self.expires_ms().is_some_and(|expires| expires <= now_ms)
+    }
+
+    /// Appends the format-1 encoding to `buffer`.
+    pub fn encode_into(&self, buffer: &mut Vec<u8>) {
+        buffer.push(RECORD_FORMAT_V1);
+        varint::put(buffer, self.version);
+        varint::put(buffer, self.created_ms);
+        varint::put(buffer, self.updated_ms.saturating_sub(self.created_ms));
+        varint::put(buffer, self.seen_ms.saturating_sub(self.created_ms));
+        varint::put(buffer, self.idle_ms);
+        // 0 keeps meaning "none"; a real deadline is stored as its distance from creation plus one.
+        let absolute = match self.absolute_deadline_ms {
+            0 => 0,
+            deadline => deadline.saturating_sub(self.created_ms).saturating_add(1),
+        };
+        varint::put(buffer, absolute);
+        match self.ip {
+            None => buffer.push(IP_NONE),
+            Some(IpAddr::V4(address)) => {
+                buffer.push(IP_V4);
+                buffer.extend_from_slice(&address.octets());
+            }
+            Some(IpAddr::V6(address)) => {
+                buffer.push(IP_V6);
+                buffer.extend_from_slice(&address.octets());
+            }
+        }
+        for text in [self.user, self.user_agent, self.location, self.country] {
+            put_bytes(buffer, text.unwrap_or_default());
+        }
+        put_bytes(buffer, self.data);
+    }
+
+    /// The format-1 encoding as a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut buffer = Vec::with_capacity(self.encoded_len_hint());
+        self.encode_into(&mut buffer);
+        buffer
+    }
+
+    /// Decodes a record, borrowing its byte fields from `bytes`. Never panics on bad input.
+    pub fn decode(bytes: &'a [u8]) -> Result<SessionRecord<'a>, DecodeError> {
+        let (&format, mut input) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        if format != RECORD_FORMAT_V1 {
+            return Err(DecodeError::UnknownFormat(format));
+        }
+        let input = &mut input;
+        let version = take_number(input)?;
+        let created_ms = take_number(input)?;
+        let updated_ms = created_ms.saturating_add(take_number(input)?);
+        let seen_ms = created_ms.saturating_add(take_number(input)?);
+        let idle_ms = take_number(input)?;
+        let absolute_deadline_ms = match take_number(input)? {
+            0 => 0,
+            distance => created_ms.saturating_add(distance - 1),
+        };
+        let (&ip_tag, rest) = input.split_first().ok_or(DecodeError::Corrupt)?;
+        *input = rest;
+        let ip = match ip_tag {
+            IP_NONE => None,
+            IP_V4 => Some(IpAddr::V4(Ipv4Addr::from(take_array::<4>(input)?))),
+            IP_V6 => Some(IpAddr::V6(Ipv6Addr::from(take_array::<16>(input)?))),
+            _ => return Err(DecodeError::Corrupt),
+        };
+        let user = non_empty(take_bytes(input)?);
+        let user_agent = non_empty(take_bytes(input)?);
+        let location = non_empty(take_bytes(input)?);
+        let country = non_empty(take_bytes(input)?);
+        let data = take_bytes(input)?;
+        if !input.is_empty() {
+            return Err(DecodeError::Corrupt);
+        }
+        Ok(SessionRecord {
+            version,
+            created_ms,
+            updated_ms,
+            seen_ms,
+            idle_ms,
+            absolute_deadline_ms,
+            user,
+            ip,
+            user_agent,
+            location,
+            country,
+            data,
+        })
+    }
+
+    fn encoded_len_hint(&self) -> usize {
+        let texts = [self.user, self.user_agent, self.location, self.country]
+            .iter()
+            .map(|text| text.map_or(0, <[u8]>::len) + 2)
+            .sum::<usize>();
+        1 + 6 * 6 + 17 + texts + self.data.len() + 3
+    }
+}
+
+fn put_bytes(buffer: &mut Vec<u8>, bytes: &[u8]) {
+    varint::put(buffer, bytes.len() as u64);
+    buffer.extend_from_slice(bytes);
+}
+
+fn take_number(input: &mut &[u8]) -> Result<u64, DecodeError> {
+    varint::take(input).ok_or(DecodeError::Corrupt)
+}
+
+fn take_bytes<'a>(input: &mut &'a [u8]) -> Result<&'a [u8], DecodeError> {
+    let length = usize::try_from(take_number(input)?).map_err(|_| DecodeError::Corrupt)?;
+    if length > input.len() {
+        return Err(DecodeError::Corrupt);
+    }
+    let (bytes, rest) = input.split_at(length);
+    *input = rest;
+    Ok(bytes)
+}
+
+fn take_array<const N: usize>(input: &mut &[u8]) -> Result<[u8; N], DecodeError> {
+    if input.len() < N {
+        return Err(DecodeError::Corrupt);
+    }
+    let (bytes, rest) = input.split_at(N);
+    *input = rest;
+    bytes.try_into().map_err(|_| DecodeError::Corrupt)
+}
+
+fn non_empty(bytes: &[u8]) -> Option<&[u8]> {
+    (!bytes.is_empty()).then_some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SessionRecord<'static> {
+        SessionRecord {
+            version: 7,
+            created_ms: 1_764_000_000_000,
+            updated_ms: 1_764_000_050_000,
+            seen_ms: 1_764_000_060_000,
+            idle_ms: 1_800_000,
+            absolute_deadline_ms: 1_764_086_400_000,
+            user: Some(b"42"),
+            ip: Some("2001:db8::1".parse().unwrap()),
+            user_agent: Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"),
+            location: Some(b"Tehran, Iran"),
+            country: Some(b"IR"),
+            data: &[0, 1, 2, 255, b'x'],
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let record = sample();
+        assert_eq!(SessionRecord::decode(&record.encode()), Ok(record));
+    }
+
+    #[test]
+    fn round_trips_an_anonymous_session_without_deadline_or_ip() {
+        let record = SessionRecord {
+            user: None,
+            ip: Some("192.0.2.7".parse().unwrap()),
+            user_agent: None,
+            location: None,
+            country: None,
+            absolute_deadline_ms: 0,
+            data: b"",
+            ..sample()
+        };
+        assert_eq!(SessionRecord::decode(&record.encode()), Ok(record.clone()));
+        let without_ip = SessionRecord { ip: None, ..record };
+        assert_eq!(SessionRecord::decode(&without_ip.encode()), Ok(without_ip));
+    }
+
+    #[test]
+    fn reference_session_stays_inside_the_512_byte_allocator_class() {
+        // The shape the memory target is measured with: 300 B payload, IPv4, a 110 B user agent.
+        let payload = [b'a'; 300];
+        let user_agent = [b'u'; 110];
+        let record = SessionRecord {
+            ip: Some("203.0.113.9".parse().unwrap()),
+            user: Some(b"user-12345"),
+            user_agent: Some(&user_agent),
+            data: &payload,
+            ..sample()
+        };
+        let encoded_len = record.encode().len();
+        assert!(encoded_len <= 480, "record grew to {encoded_len} bytes");
+    }
+
+    #[test]
+    fn expiry_is_the_earlier_of_idle_and_absolute() {
+        let record = sample();
+        assert_eq!(record.expires_ms(), Some(record.seen_ms + record.idle_ms));
+        let short_deadline = SessionRecord { absolute_deadline_ms: record.seen_ms + 5, ..record.clone() };
+        assert_eq!(short_deadline.expires_ms(), Some(record.seen_ms + 5));
+        let no_idle = SessionRecord { idle_ms: 0, ..record.clone() };
+        assert_eq!(no_idle.expires_ms(), Some(record.absolute_deadline_ms));
+        let neither = SessionRecord { idle_ms: 0, absolute_deadline_ms: 0, ..record.clone() };
+        assert_eq!(neither.expires_ms(), None);
+        assert!(!neither.is_expired_at(u64::MAX));
+        assert!(record.is_expired_at(record.seen_ms + record.idle_ms));
+        assert!(!record.is_expired_at(record.seen_ms + record.idle_ms - 1));
+    }
+
+    #[test]
+    fn decode_rejects_garbage_without_panicking() {
+        assert_eq!(SessionRecord::decode(b""), Err(DecodeError::Empty));
+        assert_eq!(SessionRecord::decode(b"\x09abc"), Err(DecodeError::UnknownFormat(9)));
+        let encoded = sample().encode();
+        for cut in 1..encoded.len() {
+            assert!(SessionRecord::decode(&encoded[..cut]).is_err(), "accepted a record cut at {cut}");
+        }
+        let mut trailing = encoded.clone();
+        trailing.push(0);
+        assert_eq!(SessionRecord::decode(&trailing), Err(DecodeError::Corrupt));
+        // Every single-byte prefix variation must be handled without a panic.
+        for byte in 0..=255u8 {
+            let mut mutated = encoded.clone();
+            mutated[10] = byte;
+            let _ = SessionRecord::decode(&mutated);
+        }
+    }
+}

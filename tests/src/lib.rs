@@ -1,0 +1,26 @@
+//! End-to-end test harness for qsess: builds the module and runs throwaway `redis-server` processes.
+//!
+//! Every [`RedisServer`] is a private `redis-server` child process on its own loopback port and
+//! temporary directory, stopped (SIGTERM, then SIGKILL) when dropped. Servers load the qsess module
+//! from [`module_path`] unless built [`without_module`](RedisServerBuilder::without_module).
+//!
+//! ```no_run
+//! use qsess_tests::RedisServer;
+//!
+//! let server = RedisServer::builder()
+//!     .module_arg("qsess.idle-timeout-ms", "1000")
+//!     .start();
+//! let mut con = server.connection();
+//! let pong: String = redis::cmd("PING").query(&mut con).unwrap();
+//! assert_eq!(pong, "PONG");
+//! ```
+
+pub mod eventually;
+pub mod module_build;
+pub mod ports;
+pub mod redis_server;
+
+pub use eventually::eventually;
+pub use module_build::module_path;
+pub use ports::free_port;
+pub use redis_server::{RedisServer, RedisServerBuilder};
