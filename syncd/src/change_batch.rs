@@ -1,0 +1,262 @@
+//! Folding a batch of stream entries into one net change per session, keeping only the newest version.
+//!
+//! Postgres refuses an upsert that names one key twice, and only the newest state matters: a `set`
+//! followed by `touch`es becomes one row, and a `del` ends whatever came before it. Entries that cannot
+//! be read are kept as rejections instead of being dropped.
+
+use crate::session_row::{self, SessionRow};
+use crate::stream_entry::{EntryId, StreamEntry};
+use chrono::{DateTime, Utc};
+use qsess_record::{ChangeRecord, Handle, SessionRecord};
+use std::collections::HashMap;
+
+/// Activity on a session whose row is not part of this batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touch {
+    pub version: i64,
+    pub last_seen: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The end of a session (logout, revocation, limit, rotation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct End {
+    pub version: i64,
+    pub reason: &'static str,
+    pub user_id: Option<String>,
+    /// When the module wrote the `del`: its stream id's time.
+    pub ended_at: DateTime<Utc>,
+}
+
+/// The newest state of one session in a batch. Applied in this order: upsert, touch, end.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetChange {
+    pub handle: String,
+    pub version: u64,
+    pub upsert: Option<SessionRow>,
+    pub touch: Option<Touch>,
+    pub end: Option<End>,
+}
+
+/// An entry that could not be turned into a change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub stream: usize,
+    pub entry_id: EntryId,
+    pub handle: Option<String>,
+    pub op: Option<String>,
+    pub version: Option<i64>,
+    pub error: String,
+    pub fields: Vec<u8>,
+}
+
+/// A batch ready for Postgres.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FoldedBatch {
+    pub changes: Vec<NetChange>,
+    pub rejections: Vec<Rejection>,
+    /// How many stream entries the batch holds, rejected or not.
+    pub entry_count: usize,
+}
+
+impl FoldedBatch {
+    pub fn fold(entries: &[StreamEntry]) -> FoldedBatch {
+        let mut order: Vec<Handle> = Vec::new();
+        let mut by_handle: HashMap<Handle, NetChange> = HashMap::new();
+        let mut rejections = Vec::new();
+        for entry in entries {
+            let pairs: Vec<(&[u8], &[u8])> =
+                entry.fields.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
+            let change = match ChangeRecord::parse(&pairs) {
+                Ok(change) => change,
+                Err(error) => {
+                    rejections.push(rejection(entry, None, error.to_string()));
+                    continue;
+                }
+            };
+            let handle = change.handle();
+            if let Err(error) = fold_one(&mut by_handle, &mut order, entry, &change) {
+                rejections.push(rejection(entry, Some(&change), error));
+                continue;
+            }
+            debug_assert!(by_handle.contains_key(&handle));
+        }
+        let changes = order.iter().filter_map(|handle| by_handle.remove(handle)).collect();
+        FoldedBatch { changes, rejections, entry_count: entries.len() }
+    }
+}
+
+fn fold_one(
+    by_handle: &mut HashMap<Handle, NetChange>,
+    order: &mut Vec<Handle>,
+    entry: &StreamEntry,
+    change: &ChangeRecord<'_>,
+) -> Result<(), String> {
+    let handle = change.handle();
+    let version = change.version();
+    // Convert before touching the fold state, so a bad entry leaves the session's state as it was.
+    let converted = match change {
+        ChangeRecord::Set { record, .. } => {
+            let record = SessionRecord::decode(record).map_err(|error| error.to_string())?;
+            if record.version != version {
+                return Err(format!("record version {} differs from entry version {version}", record.version));
+            }
+            Converted::Set(SessionRow::from_record(handle, &record).map_err(|error| error.to_string())?)
+        }
+        ChangeRecord::Touch { seen_ms, expires_ms, .. } => Converted::Touch(Touch {
+            version: session_row::version(version).map_err(|error| error.to_string())?,
+            last_seen: session_row::timestamp(*seen_ms, "seen").map_err(|error| error.to_string())?,
+            expires_at: session_row::timestamp(*expires_ms, "expires").map_err(|error| error.to_string())?,
+        }),
+        ChangeRecord::Delete { user, reason, .. } => Converted::End(End {
+            version: session_row::version(version).map_err(|error| error.to_string())?,
+            reason: reason.as_str(),
+            user_id: user.and_then(session_row::strict_text),
+            ended_at: session_row::timestamp(entry.id.ms, "stream id").map_err(|error| error.to_string())?,
+        }),
+    };
+    let net = by_handle.entry(handle).or_insert_with(|| {
+        order.push(handle);
+        NetChange { handle: handle.as_str().to_owned(), version: 0, upsert: None, touch: None, end: None }
+    });
+    if version <= net.version {
+        // A duplicate or an older replay: the mirror already has something at least as new.
+        return Ok(());
+    }
+    net.version = version;
+    match converted {
+        Converted::Set(row) => {
+            net.upsert = Some(row);
+            net.touch = None;
+            net.end = None;
+        }
+        Converted::Touch(touch) => match (&mut net.upsert, &net.end) {
+            (Some(row), None) => {
+                row.last_seen = touch.last_seen;
+                row.expires_at = touch.expires_at;
+                row.version = touch.version;
+            }
+            _ => net.touch = Some(touch),
+        },
+        Converted::End(end) => {
+            net.touch = None;
+            net.end = Some(end);
+        }
+    }
+    Ok(())
+}
+
+enum Converted {
+    Set(SessionRow),
+    Touch(Touch),
+    End(End),
+}
+
+fn rejection(entry: &StreamEntry, change: Option<&ChangeRecord<'_>>, error: String) -> Rejection {
+    Rejection {
+        stream: entry.stream,
+        entry_id: entry.id,
+        handle: change.map(|change| change.handle().as_str().to_owned()),
+        op: change.map(|change| change.op().as_str().to_owned()),
+        version: change.and_then(|change| i64::try_from(change.version()).ok()),
+        error,
+        fields: entry.fields_as_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qsess_record::DeleteReason;
+
+    const T0: u64 = 1_764_000_000_000;
+
+    fn record(version: u64, data: &'static [u8]) -> Vec<u8> {
+        SessionRecord {
+            version,
+            created_ms: T0,
+            updated_ms: T0,
+            seen_ms: T0,
+            idle_ms: 60_000,
+            absolute_deadline_ms: 0,
+            user: Some(b"42"),
+            ip: None,
+            user_agent: None,
+            location: None,
+            country: None,
+            data,
+        }
+        .encode()
+    }
+
+    fn entry(sequence: u64, change: ChangeRecord<'_>) -> StreamEntry {
+        let fields =
+            change.fields().into_iter().map(|(name, value)| (name.as_bytes().to_vec(), value.into_owned())).collect();
+        StreamEntry { stream: 0, id: EntryId { ms: T0 + sequence, seq: 0 }, fields }
+    }
+
+    fn set(sequence: u64, sid: &[u8], version: u64, bytes: &[u8]) -> StreamEntry {
+        let handle = Handle::from_session_id(sid);
+        entry(sequence, ChangeRecord::Set { handle, user: Some(b"42"), version, record: bytes })
+    }
+
+    #[test]
+    fn set_then_touches_become_one_row() {
+        let first = record(1, b"a");
+        let handle = Handle::from_session_id(b"s1");
+        let entries = vec![
+            set(0, b"s1", 1, &first),
+            entry(
+                1,
+                ChangeRecord::Touch { handle, user: Some(b"42"), version: 2, seen_ms: T0 + 5, expires_ms: T0 + 99 },
+            ),
+        ];
+        let batch = FoldedBatch::fold(&entries);
+        assert_eq!(batch.entry_count, 2);
+        assert_eq!(batch.changes.len(), 1);
+        let row = batch.changes[0].upsert.as_ref().unwrap();
+        assert_eq!((row.version, row.expires_at.timestamp_millis()), (2, (T0 + 99) as i64));
+        assert_eq!(batch.changes[0].touch, None);
+    }
+
+    #[test]
+    fn older_and_duplicate_versions_cannot_win() {
+        let newer = record(3, b"new");
+        let older = record(2, b"old");
+        let entries = vec![set(0, b"s1", 3, &newer), set(1, b"s1", 2, &older), set(2, b"s1", 3, &newer)];
+        let batch = FoldedBatch::fold(&entries);
+        assert_eq!(batch.changes[0].upsert.as_ref().unwrap().data, b"new");
+    }
+
+    #[test]
+    fn a_delete_ends_the_session_and_keeps_the_row_for_insertion() {
+        let first = record(1, b"a");
+        let handle = Handle::from_session_id(b"s1");
+        let entries = vec![
+            set(0, b"s1", 1, &first),
+            entry(7, ChangeRecord::Delete { handle, user: Some(b"42"), version: 2, reason: DeleteReason::Revoke }),
+        ];
+        let batch = FoldedBatch::fold(&entries);
+        let change = &batch.changes[0];
+        assert!(change.upsert.is_some());
+        let end = change.end.as_ref().unwrap();
+        assert_eq!((end.version, end.reason), (2, "revoke"));
+        assert_eq!(end.ended_at.timestamp_millis(), (T0 + 7) as i64);
+    }
+
+    #[test]
+    fn sessions_keep_their_first_seen_order_and_bad_entries_are_rejected() {
+        let one = record(1, b"1");
+        let mismatched = record(9, b"x");
+        let mut garbage = set(3, b"s3", 1, &one);
+        garbage.fields.retain(|(name, _)| name != b"h");
+        let entries = vec![set(0, b"s2", 1, &one), set(1, b"s1", 1, &one), set(2, b"s4", 1, &mismatched), garbage];
+        let batch = FoldedBatch::fold(&entries);
+        let handles: Vec<&str> = batch.changes.iter().map(|change| change.handle.as_str()).collect();
+        assert_eq!(handles, [Handle::from_session_id(b"s2").as_str(), Handle::from_session_id(b"s1").as_str()]);
+        assert_eq!(batch.rejections.len(), 2);
+        assert!(batch.rejections[0].error.contains("differs from entry version"), "{:?}", batch.rejections[0]);
+        assert_eq!(batch.rejections[1].error, "change record has no `h` field");
+        assert!(batch.rejections[1].fields.starts_with(b"op=set\n"));
+    }
+}

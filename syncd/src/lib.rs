@@ -1,0 +1,116 @@
+//! qsess-syncd: mirrors qsess sessions from Redis into PostgreSQL.
+//!
+//! The module appends one change record per state change to each bucket's stream; [`run`] tails those
+//! streams with a consumer group, commits each batch to Postgres in one version-guarded transaction,
+//! and only then acknowledges and trims. See ARCHITECTURE.md for the guarantees.
+//!
+//! Layout: `cli` and `config` turn flags into a validated [`RunConfig`]; `stream_source` is the Redis
+//! side, `mirror_sink` the Postgres side, `change_batch` folds a batch into one change per session,
+//! `mirror_loop` drives them with `retry`; `purge`, `verify`, `migrations` and `telemetry` are the
+//! operator's tools; `shutdown` carries SIGTERM to every task.
+
+pub mod change_batch;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod migrations;
+pub mod mirror_loop;
+pub mod mirror_sink;
+pub mod purge;
+pub mod retry;
+pub mod session_row;
+pub mod shutdown;
+pub mod stream_entry;
+pub mod stream_source;
+pub mod telemetry;
+pub mod verify;
+
+pub use config::RunConfig;
+pub use error::Error;
+pub use migrations::migrate;
+pub use shutdown::{Shutdown, ShutdownTrigger};
+pub use verify::{verify, VerifyReport};
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs the daemon until `shutdown` completes: migrations (unless disabled), the mirror loop, the purge
+/// timer, the backlog gauges and, if configured, the metrics server. On shutdown the batch in flight is
+/// committed and acknowledged before this returns.
+pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    config.validate()?;
+    let (trigger, receiver) = Shutdown::new();
+    let signal_task = tokio::spawn({
+        let trigger = trigger.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutdown requested; finishing the batch in flight");
+            trigger.request();
+        }
+    });
+    telemetry::prometheus();
+    if config.migrate {
+        migrations::migrate(&config.database_url).await?;
+    }
+    let metrics_server = match config.metrics_addr {
+        Some(address) => Some(telemetry::serve(address, receiver.clone()).await?),
+        None => None,
+    };
+    let purge_task = tokio::spawn(purge_periodically(config.clone(), receiver.clone()));
+    let backlog_task = tokio::spawn(measure_backlog(config.clone(), receiver.clone()));
+    tracing::info!(group = %config.group, consumer = %config.consumer, "mirroring change streams");
+    let outcome = mirror_loop::run(&config, receiver).await;
+    trigger.request();
+    signal_task.abort();
+    let _ = purge_task.await;
+    let _ = backlog_task.await;
+    if let Some(server) = metrics_server {
+        let _ = server.await;
+    }
+    outcome
+}
+
+async fn purge_periodically(config: RunConfig, mut shutdown: Shutdown) {
+    let mut ticker = tokio::time::interval(config.purge.interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.requested() => return,
+        }
+        let purged = async {
+            let client = mirror_sink::connect(&config.database_url).await?;
+            purge::purge_expired(&client, &config.purge).await
+        };
+        if let Err(error) = purged.await {
+            tracing::warn!(error = %error, "purging expired sessions failed; will try again");
+        }
+    }
+}
+
+async fn measure_backlog(config: RunConfig, mut shutdown: Shutdown) {
+    let Ok(client) = redis::Client::open(config.redis_url.as_str()) else { return };
+    let mut connection = None;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.requested() => return,
+        }
+        if connection.is_none() {
+            connection = stream_source::connect(&client).await.ok();
+        }
+        let Some(open) = connection.as_mut() else { continue };
+        let measured = async {
+            let layout = stream_source::Layout::read(open).await?;
+            let keys: Vec<String> = (0..layout.buckets).map(|bucket| layout.change_stream(bucket)).collect();
+            stream_source::backlog(open, &keys, &config.group).await
+        };
+        match measured.await {
+            Ok(backlog) => {
+                metrics::gauge!("qsess_syncd_stream_backlog_entries").set(backlog.entries as f64);
+                metrics::gauge!("qsess_syncd_oldest_unmirrored_age_seconds").set(backlog.oldest_age_seconds);
+            }
+            Err(_) => connection = None,
+        }
+    }
+}
