@@ -126,10 +126,11 @@ impl<'ctx> Effects<'ctx> {
         stream: &RedisKey<'_>,
         reason: DeleteReason,
     ) -> Result<(), CommandError> {
-        let record = ending.record()?;
-        let version = record.version + 1;
-        let expires_ms = record.expires_ms();
-        let user = record.user.map(<[u8]>::to_vec);
+        let (version, expires_ms, user) = match ending.record()? {
+            Some(record) => (record.version + 1, record.expires_ms(), record.user.map(<[u8]>::to_vec)),
+            // An unreadable record's version is unknown: end it above any version the mirror holds.
+            None => (UNREADABLE_RECORD_END_VERSION, None, None),
+        };
         self.delete_key(ending.key)?;
         if let Some(index) = index {
             self.index_remove(index, &ending.handle)?;
@@ -137,6 +138,9 @@ impl<'ctx> Effects<'ctx> {
         self.write_tombstone(ending.bucket, &ending.handle, version, expires_ms)?;
         let change = ChangeRecord::Delete { handle: ending.handle, user: user.as_deref(), version, reason };
         self.append_change(stream, &change)?;
+        if reason != DeleteReason::Rotate {
+            COUNTERS.deleted.increment();
+        }
         if reason == DeleteReason::Revoke || reason == DeleteReason::Limit {
             COUNTERS.revocations.increment();
         }
@@ -152,8 +156,12 @@ pub(crate) struct EndingSession<'k, 'ctx> {
 }
 
 impl EndingSession<'_, '_> {
-    fn record(&self) -> Result<SessionRecord<'_>, CommandError> {
+    /// The record being ended, or `None` if it is unreadable.
+    fn record(&self) -> Result<Option<SessionRecord<'_>>, CommandError> {
         let bytes = self.key.string_value()?.ok_or(CommandError::Internal)?;
-        Ok(SessionRecord::decode(bytes)?)
+        Ok(SessionRecord::decode(bytes).ok())
     }
 }
+
+/// The version a `del` of an unreadable record carries: the largest a Postgres bigint holds.
+const UNREADABLE_RECORD_END_VERSION: u64 = i64::MAX as u64;

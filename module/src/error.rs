@@ -59,6 +59,23 @@ pub(crate) enum CommandError {
     MissingApi(&'static str),
 }
 
+/// Client input quoted in an error message: printable ASCII kept, anything else escaped as `\xNN`,
+/// cut at `max_bytes` input bytes. Error replies must be valid single-line text.
+pub(crate) fn quote_input(input: &[u8], max_bytes: usize) -> String {
+    let mut quoted = String::with_capacity(input.len().min(max_bytes));
+    for &byte in input.iter().take(max_bytes) {
+        if byte.is_ascii_graphic() || byte == b' ' {
+            quoted.push(char::from(byte));
+        } else {
+            quoted.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    if input.len() > max_bytes {
+        quoted.push_str("...");
+    }
+    quoted
+}
+
 impl CommandError {
     /// The error reply: `WRONGTYPE` for a foreign key under our prefix, Redis's own arity message, else `ERR`.
     pub(crate) fn into_redis_error(self) -> RedisError {
@@ -67,5 +84,17 @@ impl CommandError {
             CommandError::WrongType(_) => RedisError::String(format!("WRONGTYPE {self}")),
             other => RedisError::String(format!("ERR {other}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_printable_ascii() {
+        assert_eq!(quote_input(b"caf\xc3\xa9 ok", 64), "caf\\xc3\\xa9 ok");
+        assert_eq!(quote_input(b"a\r\nb", 64), "a\\x0d\\x0ab");
+        assert_eq!(quote_input(b"abcdef", 3), "abc...");
     }
 }

@@ -77,7 +77,7 @@ impl<'ctx> RedisKey<'ctx> {
         match self.kind()? {
             KeyKind::Empty => Ok(()),
             kind if kind == expected => Ok(()),
-            _ => Err(CommandError::WrongType(self.name.to_string_lossy())),
+            _ => Err(CommandError::WrongType(crate::error::quote_input(self.name.as_slice(), 300))),
         }
     }
 

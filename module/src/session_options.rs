@@ -1,7 +1,7 @@
 //! Parsing the options of `QSESS.SET` and `QSESS.NEW` into a typed value, before anything is touched.
 
 use crate::client_ip;
-use crate::error::CommandError;
+use crate::error::{quote_input, CommandError};
 use crate::limits::{MAX_SESSIONS_PER_USER_LIMIT, MAX_TIMEOUT_MS, MAX_USER_AGENT_BYTES, MAX_USER_ID_BYTES};
 use std::net::IpAddr;
 
@@ -125,7 +125,7 @@ pub(crate) fn parse<'a>(
             _ => {
                 return Err(CommandError::UnknownOption {
                     command: options_for.command(),
-                    option: String::from_utf8_lossy(keyword).chars().take(64).collect(),
+                    option: quote_input(keyword, 64),
                     accepted: options_for.accepted(),
                 })
             }
@@ -154,12 +154,7 @@ pub(crate) fn parse_integer(text: &[u8], what: &'static str, min: u64, max: u64)
         .filter(|text| !text.starts_with('+'))
         .and_then(|text| text.parse::<u64>().ok())
         .filter(|number| (min..=max).contains(number))
-        .ok_or_else(|| CommandError::BadInteger {
-            what,
-            min,
-            max,
-            got: String::from_utf8_lossy(text).chars().take(32).collect(),
-        })
+        .ok_or_else(|| CommandError::BadInteger { what, min, max, got: quote_input(text, 32) })
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), CommandError> {

@@ -43,10 +43,9 @@ pub(crate) fn update<'a>(
     settings: &Settings,
     now_ms: u64,
 ) -> Result<SessionRecord<'a>, CommandError> {
-    let ip = match options.ip {
-        Some(address) => client_ip::apply_mode(address, settings.ip_mode),
-        None => old.ip,
-    };
+    // The privacy mode in force applies to the kept address too: nothing is stored or streamed
+    // beyond what the current mode allows.
+    let ip = options.ip.or(old.ip).and_then(|address| client_ip::apply_mode(address, settings.ip_mode));
     let ip_changed = ip != old.ip;
     let record = SessionRecord {
         version: old.version + 1,
@@ -191,6 +190,19 @@ mod tests {
         assert_eq!(record.user_agent, None);
         let no_ip = Settings { ip_mode: IpMode::None, ..settings() };
         assert_eq!(create(&options, &no_ip, NOW).unwrap().ip, None);
+    }
+
+    #[test]
+    fn a_stricter_ip_mode_applies_to_the_kept_address() {
+        let old = SessionRecord {
+            ip: Some("203.0.113.99".parse().unwrap()),
+            ..create(&SessionOptions::default(), &settings(), NOW).unwrap()
+        };
+        let none = Settings { ip_mode: IpMode::None, ..settings() };
+        assert_eq!(update(&old, &SessionOptions::default(), &none, NOW).unwrap().ip, None);
+        let truncated = Settings { ip_mode: IpMode::Truncated, ..settings() };
+        let kept = update(&old, &SessionOptions::default(), &truncated, NOW).unwrap().ip;
+        assert_eq!(kept, Some("203.0.113.0".parse().unwrap()));
     }
 
     #[test]

@@ -17,10 +17,16 @@
 
 pub mod eventually;
 pub mod module_build;
+pub mod parent_death;
 pub mod ports;
+pub mod postgres;
+pub mod postgres_database;
+pub mod postgres_user;
 pub mod redis_server;
 
 pub use eventually::eventually;
 pub use module_build::module_path;
 pub use ports::free_port;
+pub use postgres::{remove_stale_cluster_dirs, shared_cluster, PgCluster};
+pub use postgres_database::PgDatabase;
 pub use redis_server::{RedisServer, RedisServerBuilder};

@@ -2,7 +2,7 @@
 //! map per session (handle, ip, ua, loc, cc, created, seen, expires). Read-only: works on replicas.
 
 use crate::effects::Effects;
-use crate::error::CommandError;
+use crate::error::{quote_input, CommandError};
 use crate::redis_key::{KeyKind, RedisKey};
 use crate::reply::{RecordFields, Reply};
 use crate::session_lookup::live_record;
@@ -18,7 +18,7 @@ pub(crate) fn byuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
         [_, _, option] => {
             return Err(CommandError::UnknownOption {
                 command: "QSESS.BYUSER",
-                option: String::from_utf8_lossy(option).chars().take(64).collect(),
+                option: quote_input(option, 64),
                 accepted: "WITHMETA",
             })
         }
@@ -34,7 +34,7 @@ pub(crate) fn byuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
         return Ok(RedisValue::NoReply);
     };
     if index.kind()? != KeyKind::SortedSet {
-        return Err(CommandError::WrongType(index.name().to_string_lossy()));
+        return Err(CommandError::WrongType(quote_input(index.name().as_slice(), 300)));
     }
     // Members scored at or before now belong to expired sessions that no write has pruned yet, and
     // members whose record is gone were evicted: neither is listed.

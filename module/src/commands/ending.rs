@@ -5,7 +5,6 @@
 
 use crate::effects::{Effects, EndingSession};
 use crate::error::CommandError;
-use crate::info::COUNTERS;
 use crate::redis_key::RedisKey;
 use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
@@ -30,15 +29,23 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
         self
     }
 
-    /// Queues the session at `address` if it is live; duplicates are ignored. Reports whether it was.
-    pub(crate) fn add_if_live(&mut self, address: SessionAddress) -> Result<bool, CommandError> {
+    /// Queues the session at `address` if it is live and, when `owner` is given, owned by that user;
+    /// duplicates are ignored. Reports whether it was queued. The owner check matters because an index
+    /// can still list a handle whose session expired and was later created again for another user.
+    pub(crate) fn add_if_live(&mut self, address: SessionAddress, owner: Option<&[u8]>) -> Result<bool, CommandError> {
         if self.live.iter().any(|(queued, _, _)| queued.handle == address.handle) {
             return Ok(false);
         }
         let ctx = self.effects.ctx;
         let key = session_lookup::open_session_writable(ctx, &address)?;
-        let Some(owner) = live_record(&key, self.effects.now_ms)?.map(|record| record.user.map(<[u8]>::to_vec)) else {
-            return Ok(false);
+        let expected_owner = owner;
+        let owner = match live_record(&key, self.effects.now_ms) {
+            Ok(Some(record)) if expected_owner.is_some() && record.user != expected_owner => return Ok(false),
+            Ok(Some(record)) => record.user.map(<[u8]>::to_vec),
+            Ok(None) => return Ok(false),
+            // An unreadable record can still be ended: its key goes, and a tombstone stops its return.
+            Err(CommandError::CorruptRecord(_)) => None,
+            Err(error) => return Err(error),
         };
         if let Some(user_id) = &owner {
             let index_id = (address.bucket, user_id.clone());
@@ -73,7 +80,6 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
             let ending = EndingSession { bucket: address.bucket, handle: address.handle, key };
             self.effects.end_session(&ending, index, stream, reason)?;
         }
-        COUNTERS.deleted.add(self.live.len() as u64);
         Ok(self.live.len())
     }
 }

@@ -4,7 +4,7 @@
 //! reads are pure reads and a busy session adds one `touch` change record per granularity.
 
 use crate::effects::Effects;
-use crate::error::CommandError;
+use crate::error::{quote_input, CommandError};
 use crate::expiry;
 use crate::info::COUNTERS;
 use crate::redis_key::RedisKey;
@@ -22,7 +22,7 @@ pub(crate) fn get(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Comm
         [_, _, option] => {
             return Err(CommandError::UnknownOption {
                 command: "QSESS.GET",
-                option: String::from_utf8_lossy(option).chars().take(64).collect(),
+                option: quote_input(option, 64),
                 accepted: "NOTOUCH",
             })
         }

@@ -33,7 +33,7 @@ pub(crate) fn revoke(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
     let mut sessions = SessionsToEnd::new(&effects).with_index(bucket, user_id, index);
     let mut stale = Vec::new();
     for handle in owned {
-        if !sessions.add_if_live(SessionAddress { bucket, handle })? {
+        if !sessions.add_if_live(SessionAddress { bucket, handle }, Some(user_id))? {
             stale.push(handle);
         }
     }

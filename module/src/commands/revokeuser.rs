@@ -3,7 +3,7 @@
 
 use crate::commands::ending::SessionsToEnd;
 use crate::effects::Effects;
-use crate::error::CommandError;
+use crate::error::{quote_input, CommandError};
 use crate::session_id::{self, SessionAddress};
 use crate::session_lookup;
 use crate::session_options::validate_user_id;
@@ -18,7 +18,7 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
         [_, _, option, ..] if !option.eq_ignore_ascii_case(b"EXCEPT") => {
             return Err(CommandError::UnknownOption {
                 command: "QSESS.REVOKEUSER",
-                option: String::from_utf8_lossy(option).chars().take(64).collect(),
+                option: quote_input(option, 64),
                 accepted: "EXCEPT",
             })
         }
@@ -38,7 +38,7 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
         if except.is_some_and(|except| except.handle == handle) {
             continue;
         }
-        if !sessions.add_if_live(SessionAddress { bucket, handle })? {
+        if !sessions.add_if_live(SessionAddress { bucket, handle }, Some(user_id))? {
             stale.push(handle);
         }
     }

@@ -86,7 +86,10 @@ pub(crate) fn write_session(
     };
     let stream = session_lookup::open_stream_writable(ctx, address.bucket)?;
     let others = match (options.limit, &new_index) {
-        (Some(_), Some(index)) => other_sessions(effects, address.bucket, &address.handle, index)?,
+        (Some(_), Some(index)) => {
+            let owner = new_user.as_deref().unwrap_or_default();
+            other_sessions(effects, address.bucket, &address.handle, owner, index)?
+        }
         _ => Vec::new(),
     };
 
@@ -117,10 +120,13 @@ struct OtherSession<'ctx> {
     key: RedisKey<'ctx>,
 }
 
+/// The other sessions the owner's index lists. A member whose record is gone, unreadable, or now owned
+/// by someone else (it expired and its id was used again) is stale, not one of the owner's sessions.
 fn other_sessions<'ctx>(
     effects: &Effects<'ctx>,
     bucket: u32,
     keep: &Handle,
+    owner: &[u8],
     index: &RedisKey<'ctx>,
 ) -> Result<Vec<OtherSession<'ctx>>, CommandError> {
     let mut others = Vec::new();
@@ -130,7 +136,11 @@ fn other_sessions<'ctx>(
             continue;
         }
         let key = session_lookup::open_session_writable(effects.ctx, &SessionAddress { bucket, handle })?;
-        let created_ms = live_record(&key, effects.now_ms)?.map(|record| record.created_ms);
+        let created_ms = match live_record(&key, effects.now_ms) {
+            Ok(record) => record.filter(|record| record.user == Some(owner)).map(|record| record.created_ms),
+            Err(CommandError::CorruptRecord(_)) => None,
+            Err(error) => return Err(error),
+        };
         others.push(OtherSession { handle, created_ms, key });
     }
     Ok(others)
