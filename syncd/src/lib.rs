@@ -49,8 +49,8 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
         }
     });
     telemetry::prometheus();
-    if config.migrate {
-        migrations::migrate(&config.database_url).await?;
+    if config.migrate && !migrate_when_reachable(&config, receiver.clone()).await? {
+        return Ok(());
     }
     let metrics_server = match config.metrics_addr {
         Some(address) => Some(telemetry::serve(address, receiver.clone()).await?),
@@ -68,6 +68,23 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
         let _ = server.await;
     }
     outcome
+}
+
+/// Applies migrations, waiting out a Postgres that is not reachable yet. `false` if shutdown came first.
+async fn migrate_when_reachable(config: &RunConfig, mut shutdown: Shutdown) -> Result<bool, Error> {
+    let mut backoff = retry::Backoff::new(config.retry.clone());
+    loop {
+        match migrations::migrate(&config.database_url).await {
+            Ok(_) => return Ok(true),
+            Err(error) if error.is_retryable() => {
+                tracing::warn!(error = %error, attempt = backoff.attempts(), "postgres is not reachable yet; retrying");
+                if !backoff.wait(&mut shutdown).await {
+                    return Ok(false);
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 async fn purge_periodically(config: RunConfig, mut shutdown: Shutdown) {

@@ -9,35 +9,115 @@ use crate::error::Error;
 use crate::mirror_sink::Mirror;
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
-use crate::stream_entry::StreamEntry;
+use crate::stream_entry::{EntryId, StreamEntry};
 use crate::stream_source::{ChangeStreams, READ_BLOCK};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
-pub async fn run(config: &RunConfig, mut shutdown: Shutdown) -> Result<(), Error> {
+/// How often acknowledged entries are trimmed away: often enough that the stream stays small, rarely
+/// enough that trimming costs nothing next to the batches.
+const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Batches read ahead of the one being committed: reading overlaps the Postgres transaction, and
+/// read-ahead entries are pending, so a crash re-reads them.
+const READ_AHEAD_BATCHES: usize = 2;
+
+pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
     let client = redis::Client::open(config.redis_url.as_str())?;
-    let mut streams = ChangeStreams::new(client, &config.group, &config.consumer);
+    let (batches, mut read_batches) = mpsc::channel::<ReadBatch>(READ_AHEAD_BATCHES);
+    let reader = tokio::spawn(read_continuously(
+        config.clone(),
+        ChangeStreams::new(client.clone(), &config.group, &config.consumer),
+        shutdown,
+        batches,
+    ));
+    // A second handle on the streams for acknowledging and trimming, so they never wait behind a
+    // blocking read.
+    let mut acknowledger = ChangeStreams::new(client, &config.group, &config.consumer);
     let mut mirror = Mirror::new(&config.database_url);
-    loop {
-        if shutdown.is_requested() {
-            break;
-        }
-        let Some(entries) = read_batch(config, &mut streams, &mut shutdown).await? else { break };
-        if entries.is_empty() {
-            continue;
-        }
+    let mut newest_untrimmed: Vec<Option<EntryId>> = Vec::new();
+    let mut last_trim = Instant::now();
+    let mut outcome = Ok(());
+    // The reader stops at shutdown and closes the channel; every batch it read is committed first.
+    while let Some(ReadBatch { entries, stream_names }) = read_batches.recv().await {
         let started = Instant::now();
         let batch = FoldedBatch::fold(&entries);
-        // Once read, a batch is finished even if shutdown is requested meanwhile: commit, then ack.
-        commit(config, &mut mirror, &streams, &batch).await?;
-        acknowledge(config, &mut streams, &entries).await?;
+        if let Err(error) = commit(config, &mut mirror, &stream_names, &batch).await {
+            outcome = Err(error);
+            break;
+        }
+        if let Err(error) = acknowledge(config, &mut acknowledger, &entries).await {
+            outcome = Err(error);
+            break;
+        }
+        for entry in &entries {
+            if newest_untrimmed.len() <= entry.stream {
+                newest_untrimmed.resize(entry.stream + 1, None);
+            }
+            let newest = &mut newest_untrimmed[entry.stream];
+            *newest = (*newest).max(Some(entry.id));
+        }
+        if last_trim.elapsed() >= TRIM_INTERVAL || read_batches.is_empty() {
+            match acknowledger.trim(&newest_untrimmed).await {
+                Ok(()) => newest_untrimmed.clear(),
+                // Trimming only reclaims memory; the next attempt covers these entries too.
+                Err(error) => tracing::warn!(error = %error, "trimming the change streams failed; will retry"),
+            }
+            last_trim = Instant::now();
+        }
+        record_lag(&entries);
         metrics::counter!("qsess_syncd_changes_mirrored_total").increment(entries.len() as u64);
         metrics::counter!("qsess_syncd_batches_total").increment(1);
         metrics::histogram!("qsess_syncd_batch_entries").record(entries.len() as f64);
         metrics::histogram!("qsess_syncd_batch_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(entries = entries.len(), sessions = batch.changes.len(), "mirrored batch");
     }
-    tracing::info!("mirror loop stopped; every batch read was committed and acknowledged");
-    Ok(())
+    if outcome.is_err() {
+        reader.abort();
+    }
+    match reader.await {
+        Ok(Err(error)) if outcome.is_ok() => outcome = Err(error),
+        _ => {}
+    }
+    if outcome.is_ok() {
+        tracing::info!("mirror loop stopped; every batch read was committed and acknowledged");
+    }
+    outcome
+}
+
+/// Entries read together, with the names of the streams their `stream` indexes refer to.
+struct ReadBatch {
+    entries: Vec<StreamEntry>,
+    stream_names: Vec<String>,
+}
+
+/// Reads batches until shutdown, handing each to the committer; the channel's bound is the read-ahead.
+async fn read_continuously(
+    config: RunConfig,
+    mut streams: ChangeStreams,
+    mut shutdown: Shutdown,
+    batches: mpsc::Sender<ReadBatch>,
+) -> Result<(), Error> {
+    loop {
+        let Some(entries) = read_batch(&config, &mut streams, &mut shutdown).await? else { return Ok(()) };
+        if entries.is_empty() {
+            continue;
+        }
+        let stream_names = streams.keys().to_vec();
+        if batches.send(ReadBatch { entries, stream_names }).await.is_err() {
+            // The committer stopped on an error; what was read stays pending for the next start.
+            return Ok(());
+        }
+    }
+}
+
+/// How long each change took from the module's write (its stream id's time) to its acknowledgement.
+fn record_lag(entries: &[StreamEntry]) {
+    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+    let lag = metrics::histogram!("qsess_syncd_lag_seconds");
+    for entry in entries {
+        lag.record(now_ms.saturating_sub(entry.id.ms) as f64 / 1000.0);
+    }
 }
 
 /// Fills a batch up to the size limit, waiting at most `max_wait` after its first entry.
@@ -51,12 +131,14 @@ async fn read_batch(
     let mut first_arrival: Option<Instant> = None;
     let mut backoff = Backoff::new(config.retry.clone());
     loop {
+        if entries.is_empty() && shutdown.is_requested() {
+            return Ok(None);
+        }
         let room = config.batch.max_changes - entries.len();
         let block = if entries.is_empty() { Some(READ_BLOCK) } else { None };
-        let read = tokio::select! {
-            read = streams.read(room, block) => read,
-            _ = shutdown.requested(), if entries.is_empty() => return Ok(None),
-        };
+        // A read is never abandoned half-way: Redis marks entries pending as it sends them, so a
+        // dropped reply would leave them for the next start. Shutdown waits for at most one READ_BLOCK.
+        let read = streams.read(room, block).await;
         match read {
             Ok(mut more) => {
                 backoff = Backoff::new(config.retry.clone());
@@ -90,12 +172,12 @@ async fn read_batch(
 async fn commit(
     config: &RunConfig,
     mirror: &mut Mirror,
-    streams: &ChangeStreams,
+    stream_names: &[String],
     batch: &FoldedBatch,
 ) -> Result<(), Error> {
     let mut backoff = Backoff::new(config.retry.clone());
     loop {
-        match mirror.apply(batch, streams.keys()).await {
+        match mirror.apply(batch, stream_names).await {
             Ok(outcome) => {
                 if outcome.rejected > 0 {
                     metrics::counter!("qsess_syncd_rejected_changes_total").increment(outcome.rejected as u64);
@@ -118,11 +200,7 @@ async fn commit(
 async fn acknowledge(config: &RunConfig, streams: &mut ChangeStreams, entries: &[StreamEntry]) -> Result<(), Error> {
     let mut backoff = Backoff::new(config.retry.clone());
     loop {
-        let result = match streams.ack(entries).await {
-            Ok(()) => streams.trim(entries).await,
-            Err(error) => Err(error),
-        };
-        match result {
+        match streams.ack(entries).await {
             Ok(()) => return Ok(()),
             Err(error) if error.is_retryable() => {
                 streams.reset();

@@ -212,12 +212,11 @@ impl ChangeStreams {
 
     /// Trims each stream below its oldest entry that is still pending, or below everything
     /// acknowledged when nothing is pending. Approximate trimming never removes more than asked.
-    pub async fn trim(&mut self, acknowledged: &[StreamEntry]) -> Result<(), Error> {
+    /// `newest_acknowledged` holds, per stream index, the newest id acknowledged since the last trim.
+    pub async fn trim(&mut self, newest_acknowledged: &[Option<EntryId>]) -> Result<(), Error> {
         let mut connection = self.connection().await?;
         for (index, key) in self.keys.iter().enumerate() {
-            let Some(newest_acked) =
-                acknowledged.iter().filter(|entry| entry.stream == index).map(|entry| entry.id).max()
-            else {
+            let Some(newest_acked) = newest_acknowledged.get(index).copied().flatten() else {
                 continue;
             };
             let mut minimum = newest_acked.next();

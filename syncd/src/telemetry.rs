@@ -24,6 +24,11 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
                 )
                 .ok()?
                 .set_buckets_for_metric(
+                    Matcher::Full("qsess_syncd_lag_seconds".to_owned()),
+                    &[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0],
+                )
+                .ok()?
+                .set_buckets_for_metric(
                     Matcher::Full("qsess_syncd_batch_entries".to_owned()),
                     &[1.0, 10.0, 100.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0],
                 )
@@ -42,6 +47,7 @@ fn describe() {
     metrics::describe_counter!("qsess_syncd_batches_total", "postgres transactions committed");
     metrics::describe_histogram!("qsess_syncd_batch_entries", "stream entries per batch");
     metrics::describe_histogram!("qsess_syncd_batch_seconds", "time to commit one batch, retries included");
+    metrics::describe_histogram!("qsess_syncd_lag_seconds", "time from a change in redis to its commit in postgres");
     metrics::describe_gauge!("qsess_syncd_stream_backlog_entries", "entries not yet mirrored, all buckets");
     metrics::describe_gauge!("qsess_syncd_oldest_unmirrored_age_seconds", "age of the oldest unmirrored change");
     metrics::describe_counter!("qsess_syncd_retries_total", "failed operations retried, by target");

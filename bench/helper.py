@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Helpers for scripts/bench (Python 3.11 standard library only).
+
+Subcommands:
+  cdylib                 read cargo's --message-format=json output on stdin, print the qsess cdylib path
+  free-port              print a free loopback TCP port (never 6379)
+  payload N              print a fixed N-byte printable payload (no spaces)
+  resp-module-set ...    write a RESP file of QSESS.SET commands (prefill / memory load)
+  resp-lua-set ...       write a RESP file of EVALSHA commands running bench/session_write.lua
+  resp-module-touch ...  write a RESP file of QSESS.TOUCH commands
+  rps                    read redis-benchmark --csv output on stdin, print the last test's requests/s
+  info FIELD...          read INFO output on stdin, print the named fields' values (one a line)
+  handle SID             print the qsess handle of a session id (base64url-nopad(SHA-256(sid)[..16]))
+  report RESULTS OUT     render the Markdown results table from the key/value results file
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import json
+import random
+import socket
+import statistics
+import sys
+from pathlib import Path
+
+IP = "203.0.113.7"
+USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
+)
+IDLE_MS = 1_800_000
+ABSOLUTE_MS = 86_400_000
+
+
+def cdylib() -> None:
+    paths = []
+    for line in sys.stdin:
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        message = json.loads(line)
+        if message.get("reason") == "build-finished" and not message.get("success", False):
+            sys.exit("bench: cargo build failed")
+        if message.get("reason") != "compiler-artifact":
+            continue
+        target = message.get("target", {})
+        if "cdylib" not in target.get("kind", []):
+            continue
+        if "qsess-module" not in message.get("package_id", "") and target.get("name") != "qsess":
+            continue
+        paths += [f for f in message.get("filenames", []) if f.endswith((".so", ".dylib"))]
+    if len(paths) != 1:
+        sys.exit(f"bench: expected one qsess cdylib in cargo's output, found {paths!r}")
+    print(paths[0])
+
+
+def free_port() -> None:
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port != 6379:
+            print(port)
+            return
+
+
+def payload(size: int) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    rng = random.Random(20240601)
+    return "".join(rng.choice(alphabet) for _ in range(size))
+
+
+def resp(*words: str | bytes) -> bytes:
+    out = [b"*%d\r\n" % len(words)]
+    for word in words:
+        data = word.encode() if isinstance(word, str) else word
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def sid(i: int) -> str:
+    # The same shape redis-benchmark gives sid:__rand_int__ (12 digits).
+    return f"sid:{i:012d}"
+
+
+def uid(i: int) -> str:
+    return f"user:{i:012d}"
+
+
+def resp_module_set(path: str, count: int, per_user: int, data_size: int) -> None:
+    data = payload(data_size)
+    with open(path, "wb") as out:
+        for i in range(count):
+            out.write(resp("QSESS.SET", sid(i), "DATA", data, "USER", uid(i // per_user), "IP", IP, "UA", USER_AGENT))
+
+
+def resp_lua_set(path: str, count: int, per_user: int, data_size: int, sha: str, prefix: str) -> None:
+    data = payload(data_size)
+    with open(path, "wb") as out:
+        for i in range(count):
+            out.write(
+                resp(
+                    "EVALSHA", sha, "3", f"{prefix}:s:{sid(i)}", f"{prefix}:u:{uid(i // per_user)}", f"{prefix}:chg",
+                    data, IP, USER_AGENT, str(IDLE_MS), str(ABSOLUTE_MS),
+                )
+            )
+
+
+def resp_module_touch(path: str, count: int) -> None:
+    with open(path, "wb") as out:
+        for i in range(count):
+            out.write(resp("QSESS.TOUCH", sid(i)))
+
+
+def rps() -> None:
+    rows = [row for row in csv.reader(sys.stdin) if row and row[0] != "test"]
+    if not rows:
+        sys.exit("bench: no result line in redis-benchmark's CSV output")
+    print(rows[-1][1])
+
+
+def info(fields: list[str]) -> None:
+    values = {}
+    for line in sys.stdin:
+        name, sep, value = line.strip().partition(":")
+        if sep:
+            values[name] = value
+    for field in fields:
+        print(values.get(field, "0"))
+
+
+def handle(session_id: str) -> None:
+    digest = hashlib.sha256(session_id.encode()).digest()[:16]
+    print(base64.urlsafe_b64encode(digest).rstrip(b"=").decode())
+
+
+# --- report ---------------------------------------------------------------------------------------
+
+
+def load_results(path: str) -> tuple[dict[str, str], list[tuple[str, int, int, float]]]:
+    """Results file lines: `fact <name> <value...>` or `rps <test> <pipeline> <round> <ops/s>`."""
+    facts: dict[str, str] = {}
+    runs: list[tuple[str, int, int, float]] = []
+    for line in Path(path).read_text().splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "fact":
+            name, _, value = rest.partition(" ")
+            facts[name] = value
+        elif kind == "rps":
+            test, pipeline, round_, value = rest.split()
+            runs.append((test, int(pipeline), int(round_), float(value)))
+    return facts, runs
+
+
+LABELS = {
+    "qsess_set": "QSESS.SET",
+    "lua_set": "Lua EVALSHA (session_write.lua)",
+    "lua_minimal_set": "Lua EVALSHA (session_write_minimal.lua)",
+    "qsess_get": "QSESS.GET",
+    "qsess_peek": "QSESS.PEEK",
+    "hgetall": "HGETALL",
+}
+COMPARISONS = [
+    ("QSESS.SET / Lua EVALSHA", "qsess_set", "lua_set"),
+    ("QSESS.SET / minimal Lua EVALSHA", "qsess_set", "lua_minimal_set"),
+    ("QSESS.GET / HGETALL", "qsess_get", "hgetall"),
+    ("QSESS.PEEK / HGETALL", "qsess_peek", "hgetall"),
+]
+
+
+def fmt_ops(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def fmt_bytes(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def report(results_path: str, out_path: str) -> None:
+    facts, runs = load_results(results_path)
+    by_key: dict[tuple[str, int], dict[int, float]] = {}
+    for test, pipeline, round_, value in runs:
+        by_key.setdefault((test, pipeline), {})[round_] = value
+    pipelines = sorted({p for _, p, _, _ in runs}, reverse=True)
+    rounds = sorted({r for _, _, r, _ in runs})
+
+    lines = ["# qsess command benchmark", ""]
+    lines += [
+        f"- Date: {facts.get('date', '?')}; qsess commit {facts.get('commit', '?')}",
+        f"- Machine: {facts.get('nproc', '?')} CPUs, {facts.get('cpu', '?')}",
+        f"- {facts.get('redis_version', '?')}",
+        f"- Load average at start / end: {facts.get('load_start', '?')} / {facts.get('load_end', '?')}",
+        f"- Mode: {facts.get('mode', '?')}; {len(rounds)} round(s), each test A then B; "
+        f"redis-benchmark -c {facts.get('clients', '?')} -r {facts.get('keyspace', '?')}, "
+        f"DATA {facts.get('data_size', '?')} bytes, IP {IP}, UA {len(USER_AGENT)} bytes",
+        f"- Requests per test: {facts.get('requests', '?')}",
+        f"- Keyspaces pre-filled with {facts.get('keyspace', '?')} sessions each (qsess `qs:`, Lua `bl:`); "
+        "change streams deleted after every SET test",
+        f"- Baseline hash `bl:s:<sid>`: {facts.get('lua_hash', '?')}",
+        "",
+        "## Throughput (ops/s, median over rounds; ratio = qsess / baseline per round)",
+        "",
+        "| Comparison | Pipeline | qsess ops/s | baseline ops/s | ratio median | ratio min | ratio max |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for pipeline in pipelines:
+        for title, a, b in COMPARISONS:
+            ra, rb = by_key.get((a, pipeline), {}), by_key.get((b, pipeline), {})
+            common = sorted(set(ra) & set(rb))
+            if not common:
+                continue
+            ratios = [ra[r] / rb[r] for r in common]
+            lines.append(
+                f"| {title} | {pipeline} | {fmt_ops(statistics.median(ra.values()))} | "
+                f"{fmt_ops(statistics.median(rb.values()))} | {statistics.median(ratios):.2f} | "
+                f"{min(ratios):.2f} | {max(ratios):.2f} |"
+            )
+
+    lines += [
+        "",
+        "## Per-round ops/s",
+        "",
+        "| Command | Pipeline | " + " | ".join(f"round {r}" for r in rounds) + " |",
+        "|---|---:|" + "---:|" * len(rounds),
+    ]
+    for pipeline in pipelines:
+        for test, label in LABELS.items():
+            values = by_key.get((test, pipeline))
+            if values:
+                cells = " | ".join(fmt_ops(values[r]) if r in values else "-" for r in rounds)
+                lines.append(f"| {label} | {pipeline} | {cells} |")
+
+    count = int(facts.get("mem_sessions", "0") or 0)
+    if count:
+        before = int(facts["mem_before"])
+        with_stream = int(facts["mem_after"])
+        trimmed = int(facts["mem_after_trimmed"])
+        lines += [
+            "",
+            f"## Memory ({count:,} sessions, {facts.get('data_size', '?')}-byte DATA, "
+            f"{facts.get('mem_per_user', '?')} sessions per user, fresh server)",
+            "",
+            "| Measure | Bytes |",
+            "|---|---:|",
+            f"| per session, record + index, change stream deleted | {fmt_bytes((trimmed - before) / count)} |",
+            f"| per session, change stream still present | {fmt_bytes((with_stream - before) / count)} |",
+            f"| used_memory before / after / after DEL `qs:{{0}}:chg` | "
+            f"{fmt_bytes(before)} / {fmt_bytes(with_stream)} / {fmt_bytes(trimmed)} |",
+            f"| MEMORY USAGE of one record key (`qs:{{0}}:s:<handle>`) | {facts.get('mem_usage_record', '?')} |",
+            f"| STRLEN of that record (encoded record) | {facts.get('mem_record_strlen', '?')} |",
+            f"| MEMORY USAGE of one 10-member index key (`qs:{{0}}:u:<uid>`, SAMPLES 0) | "
+            f"{facts.get('mem_usage_index', '?')} |",
+            f"| change stream length before DEL (XLEN) | {facts.get('mem_stream_len', '?')} |",
+        ]
+
+    lines += [
+        "",
+        "## Checks",
+        "",
+        f"- Error replies during the throughput tests (INFO stats total_error_replies): {facts.get('errors', '?')}",
+        f"- qsess_errors / qsess_panics at the end: {facts.get('qsess_errors', '?')} / {facts.get('qsess_panics', '?')}",
+        f"- QSESS.GET runs: touches (writes) {facts.get('get_touches', '?')}, misses {facts.get('get_misses', '?')}",
+        f"- QSESS.PEEK runs: misses {facts.get('peek_misses', '?')}",
+    ]
+    if facts.get("notes"):
+        lines.append(f"- Notes: {facts['notes']}")
+    text = "\n".join(lines) + "\n"
+    Path(out_path).write_text(text)
+    sys.stdout.write(text)
+
+
+def main() -> None:
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "cdylib":
+        cdylib()
+    elif command == "free-port":
+        free_port()
+    elif command == "payload":
+        print(payload(int(args[0])))
+    elif command == "resp-module-set":
+        resp_module_set(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif command == "resp-lua-set":
+        resp_lua_set(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5])
+    elif command == "resp-module-touch":
+        resp_module_touch(args[0], int(args[1]))
+    elif command == "rps":
+        rps()
+    elif command == "info":
+        info(args)
+    elif command == "handle":
+        handle(args[0])
+    elif command == "report":
+        report(args[0], args[1])
+    elif command == "user-agent":
+        print(USER_AGENT)
+    else:
+        sys.exit(f"bench/helper.py: unknown subcommand {command!r}\n{__doc__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+//! Measures the Postgres ceiling of the mirror: synthetic session changes applied straight to Postgres
+//! through the daemon's own fold and transaction code, with no Redis in the way. `bench/mirror.sh` runs
+//! it beside the end-to-end measurement so the two are compared in the same run.
+//!
+//! Usage: postgres_ceiling <database-url> <changes> <batch-size>
+
+use qsess_record::{ChangeRecord, Handle, SessionRecord};
+use qsess_syncd::change_batch::FoldedBatch;
+use qsess_syncd::mirror_sink::Mirror;
+use qsess_syncd::stream_entry::{EntryId, StreamEntry};
+use std::time::Instant;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let arguments: Vec<String> = std::env::args().collect();
+    let [_, database_url, changes, batch_size] = arguments.as_slice() else {
+        return Err("usage: postgres_ceiling <database-url> <changes> <batch-size>".into());
+    };
+    let changes: u64 = changes.parse()?;
+    let batch_size: u64 = batch_size.parse()?;
+    qsess_syncd::migrate(database_url).await?;
+    let mut mirror = Mirror::new(database_url);
+    let streams = vec!["qs:{0}:chg".to_owned()];
+    let payload = vec![b'p'; 300];
+    let user_agent =
+        b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+    let now_ms = chrono::Utc::now().timestamp_millis() as u64;
+    // The entries are built before the clock starts: the module's work is not the mirror's.
+    let mut all_entries = Vec::with_capacity(changes as usize);
+    {
+        for sequence in 0..changes {
+            // Half the changes update sessions written earlier, like a live workload does.
+            let session = sequence % (changes / 2).max(1);
+            let sid = format!("ceiling-session-{session}");
+            let user = format!("user-{}", session / 10);
+            let record = SessionRecord {
+                version: sequence + 1,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+                seen_ms: now_ms,
+                idle_ms: 1_800_000,
+                absolute_deadline_ms: now_ms + 86_400_000,
+                user: Some(user.as_bytes()),
+                ip: Some("203.0.113.7".parse()?),
+                user_agent: Some(user_agent),
+                location: None,
+                country: None,
+                data: &payload,
+            }
+            .encode();
+            let change = ChangeRecord::Set {
+                handle: Handle::from_session_id(sid.as_bytes()),
+                user: Some(user.as_bytes()),
+                version: sequence + 1,
+                record: &record,
+            };
+            let fields = change
+                .fields()
+                .into_iter()
+                .map(|(name, value)| (name.as_bytes().to_vec(), value.into_owned()))
+                .collect();
+            all_entries.push(StreamEntry { stream: 0, id: EntryId { ms: now_ms, seq: sequence }, fields });
+        }
+    }
+    let started = Instant::now();
+    let mut applied = 0u64;
+    for entries in all_entries.chunks(batch_size.max(1) as usize) {
+        let batch = FoldedBatch::fold(entries);
+        mirror.apply(&batch, &streams).await?;
+        applied += entries.len() as u64;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    println!("{:.0}", applied as f64 / seconds);
+    Ok(())
+}
