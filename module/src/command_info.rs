@@ -16,6 +16,9 @@ pub(crate) struct CommandSpec {
     pub(crate) first_key: i32,
     pub(crate) last_key: i32,
     pub(crate) key_step: i32,
+    /// ACL categories on servers that support them for modules (Redis 7.2+, Valkey); on 7.0 module
+    /// commands belong to no category and are granted by name.
+    pub(crate) acl_categories: &'static str,
     pub(crate) arity: i32,
     pub(crate) summary: &'static str,
     pub(crate) complexity: &'static str,
@@ -50,6 +53,7 @@ pub(crate) const SET: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "write slow",
     arity: -2,
     summary: "Creates or updates a session and its owner's index; replies the new version",
     complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
@@ -65,6 +69,7 @@ pub(crate) const NEW: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    acl_categories: "write slow",
     arity: -1,
     summary: "Mints a session id, creates the session and replies the id",
     complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
@@ -73,10 +78,11 @@ pub(crate) const NEW: CommandSpec = CommandSpec {
 
 pub(crate) const GET: CommandSpec = CommandSpec {
     name: "qsess.get",
-    flags: "write fast no-monitor no-slowlog",
+    flags: "write fast blocking no-monitor no-slowlog",
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "write fast",
     arity: -2,
     summary: "Replies a session's record and counts the read as activity (unless NOTOUCH)",
     complexity: "O(log N) where N is the owner's session count",
@@ -89,6 +95,7 @@ pub(crate) const PEEK: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "read fast",
     arity: 2,
     summary: "Replies a session's record without counting as activity; works on replicas",
     complexity: "O(1)",
@@ -101,6 +108,7 @@ pub(crate) const TOUCH: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "write fast",
     arity: 2,
     summary: "Counts as activity on a session without reading it; replies 1 if it is live",
     complexity: "O(log N) where N is the owner's session count",
@@ -113,6 +121,7 @@ pub(crate) const ROTATE: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 2,
     key_step: 1,
+    acl_categories: "write fast",
     arity: 3,
     summary: "Moves a session to a new id atomically; the old id is revoked",
     complexity: "O(log N) where N is the owner's session count",
@@ -128,6 +137,7 @@ pub(crate) const DEL: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: -1,
     key_step: 1,
+    acl_categories: "write fast",
     arity: -2,
     summary: "Ends sessions (log out); replies how many existed",
     complexity: "O(K log N) for K ids",
@@ -140,6 +150,7 @@ pub(crate) const BYUSER: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "read slow",
     arity: -2,
     summary: "Lists a user's live sessions by handle, or with their metadata",
     complexity: "O(N) where N is the user's session count",
@@ -152,6 +163,7 @@ pub(crate) const REVOKEUSER: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "write slow",
     arity: -2,
     summary: "Ends all of a user's sessions, optionally all but one; replies the count",
     complexity: "O(N) where N is the user's session count",
@@ -164,17 +176,44 @@ pub(crate) const REVOKE: CommandSpec = CommandSpec {
     first_key: 1,
     last_key: 1,
     key_step: 1,
+    acl_categories: "write slow",
     arity: -3,
     summary: "Ends chosen sessions of a user by handle; replies the count",
     complexity: "O(K log N) for K handles",
     keys: &[KeyArgument { position: Position::At(1), flags: RW_DELETE }],
 };
 
+pub(crate) const RESTORE: CommandSpec = CommandSpec {
+    name: "qsess.restore",
+    flags: "write deny-oom fast",
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: "write fast",
+    arity: 4,
+    summary: "Internal, for qsess-syncd: restores a session from the mirror and wakes its waiters",
+    complexity: "O(log N) where N is the owner's session count",
+    keys: &[],
+};
+
+pub(crate) const LOADER: CommandSpec = CommandSpec {
+    name: "qsess.loader",
+    flags: "fast",
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: "fast",
+    arity: 2,
+    summary: "Internal, for qsess-syncd: attaches as the loader for a lease in ms (0 detaches)",
+    complexity: "O(1)",
+    keys: &[],
+};
+
 /// Every command. Flags are truthful: reads that may slide the expiry are `write`; only commands that
 /// grow memory are `deny-oom`, so logging out and revoking keep working under `maxmemory`; commands
 /// that carry a raw session id are `no-monitor no-slowlog`, so the id never lands in MONITOR or SLOWLOG.
-pub(crate) const COMMANDS: [&CommandSpec; 10] =
-    [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE];
+pub(crate) const COMMANDS: [&CommandSpec; 12] =
+    [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE, &RESTORE, &LOADER];
 
 /// Sets arity, docs and key specs of every registered command. Errors name the command.
 pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
@@ -184,6 +223,7 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
     else {
         return Err("this server lacks RedisModule_SetCommandInfo; qsess needs Redis 7.0 or newer".to_owned());
     };
+    let has_qsess_category = add_qsess_category(ctx);
     let version = raw::RedisModuleCommandInfoVersion {
         version: 1,
         sizeof_historyentry: size_of::<raw::RedisModuleCommandHistoryEntry>(),
@@ -217,8 +257,31 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
         if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as i32 {
             return Err(format!("Redis refused the command info of {}", spec.name));
         }
+        set_acl_categories(ctx, command, spec, has_qsess_category);
     }
     Ok(())
+}
+
+/// Adds the `qsess` ACL category where the server supports module categories (Redis 7.4+, Valkey 8).
+fn add_qsess_category(ctx: &Context) -> bool {
+    // SAFETY: reading a function pointer Redis filled before OnLoad; absent on older servers.
+    let Some(add_category) = (unsafe { raw::RedisModule_AddACLCategory }) else { return false };
+    let Ok(name) = CString::new("qsess") else { return false };
+    // SAFETY: load-time context and a NUL-terminated name.
+    unsafe { add_category(ctx.get_raw(), name.as_ptr()) == raw::REDISMODULE_OK as i32 }
+}
+
+/// Puts a command in its ACL categories where the server supports it (Redis 7.2+). A refusal is
+/// logged, not fatal: the command still works and can be granted by name.
+fn set_acl_categories(ctx: &Context, command: *mut raw::RedisModuleCommand, spec: &CommandSpec, with_qsess: bool) {
+    // SAFETY: reading a function pointer Redis filled before OnLoad; absent on Redis 7.0.
+    let Some(set_categories) = (unsafe { raw::RedisModule_SetCommandACLCategories }) else { return };
+    let categories = if with_qsess { format!("{} qsess", spec.acl_categories) } else { spec.acl_categories.to_owned() };
+    let Ok(categories_text) = CString::new(categories.as_str()) else { return };
+    // SAFETY: `command` belongs to this module and the string outlives the call.
+    if unsafe { set_categories(command, categories_text.as_ptr()) } != raw::REDISMODULE_OK as i32 {
+        ctx.log_warning(&format!("qsess: the server refused ACL categories '{categories}' for {}", spec.name));
+    }
 }
 
 fn key_spec(argument: &KeyArgument) -> KeySpec {

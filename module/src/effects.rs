@@ -82,9 +82,17 @@ impl<'ctx> Effects<'ctx> {
     /// Appends a change record to the bucket's stream and replicates it with the id Redis chose.
     pub(crate) fn append_change(&self, stream: &RedisKey<'_>, change: &ChangeRecord<'_>) -> Result<(), CommandError> {
         let fields = change.fields();
+        let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
+        self.append_fields(stream, &pairs)?;
+        COUNTERS.stream_entries.increment();
+        Ok(())
+    }
+
+    /// Appends an entry to a stream and replicates it with the id Redis chose.
+    pub(crate) fn append_fields(&self, stream: &RedisKey<'_>, fields: &[(&[u8], &[u8])]) -> Result<(), CommandError> {
         let mut strings = Vec::with_capacity(fields.len() * 2);
-        for (name, value) in &fields {
-            strings.push(RedisString::create_from_slice(self.ctx.get_raw(), name.as_bytes()));
+        for (name, value) in fields {
+            strings.push(RedisString::create_from_slice(self.ctx.get_raw(), name));
             strings.push(RedisString::create_from_slice(self.ctx.get_raw(), value));
         }
         let id = stream.stream_add(&strings)?;
@@ -94,7 +102,25 @@ impl<'ctx> Effects<'ctx> {
         arguments.push(&id);
         arguments.extend(strings.iter());
         self.ctx.replicate("XADD", arguments.as_slice());
-        COUNTERS.stream_entries.increment();
+        Ok(())
+    }
+
+    /// Trims a stream to its newest `length` entries, exactly, so the replica trims the same ones.
+    pub(crate) fn trim_stream(&self, stream: &RedisKey<'_>, length: usize) -> Result<(), CommandError> {
+        stream.stream_trim_to_length(length)?;
+        let length = length.to_string();
+        self.ctx.replicate("XTRIM", &[stream.name().as_slice(), b"MAXLEN", length.as_bytes()]);
+        Ok(())
+    }
+
+    /// Writes a small marker key that expires at `expires_ms`: `SET key 1 PXAT expires`.
+    pub(crate) fn write_marker(&self, name: &[u8], expires_ms: u64) -> Result<(), CommandError> {
+        let key = RedisKey::open_writable(self.ctx, name)?;
+        let value = RedisString::create_from_slice(self.ctx.get_raw(), b"1");
+        key.set_string(&value)?;
+        key.set_expire_at(expires_ms)?;
+        let expires = expires_ms.to_string();
+        self.ctx.replicate("SET", &[name, b"1", b"PXAT", expires.as_bytes()]);
         Ok(())
     }
 
@@ -136,6 +162,8 @@ impl<'ctx> Effects<'ctx> {
             self.index_remove(index, &ending.handle)?;
         }
         self.write_tombstone(ending.bucket, &ending.handle, version, expires_ms)?;
+        // A client waiting for this session to be reloaded gets its answer (nil) now.
+        crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(ending.bucket, &ending.handle))?;
         let change = ChangeRecord::Delete { handle: ending.handle, user: user.as_deref(), version, reason };
         self.append_change(stream, &change)?;
         if reason != DeleteReason::Rotate {

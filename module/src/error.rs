@@ -53,6 +53,8 @@ pub(crate) enum CommandError {
     WrongType(String),
     #[error("stored session record is unreadable ({0}); delete it with QSESS.DEL")]
     CorruptRecord(#[from] qsess_record::DecodeError),
+    #[error("restore payload is not a session record ({0})")]
+    BadRestorePayload(qsess_record::DecodeError),
     #[error("internal error")]
     Internal,
     #[error("this server lacks the module API {0}; qsess needs Redis 7.0 or newer")]

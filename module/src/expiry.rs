@@ -42,6 +42,8 @@ mod tests {
             touch_granularity_ms: granularity,
             tombstone_ttl_ms: 3_600_000,
             max_data_bytes: 65_536,
+            miss_timeout_ms: 250,
+            negative_cache_ms: 5_000,
             ip_mode: IpMode::Full,
             ua_mode: UaMode::Full,
         }

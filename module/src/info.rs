@@ -70,6 +70,12 @@ pub(crate) struct Counters {
     pub(crate) rotations: Counter,
     pub(crate) rejected_revoked: Counter,
     pub(crate) stream_entries: Counter,
+    pub(crate) reload_requests: Counter,
+    pub(crate) waits: Counter,
+    pub(crate) miss_timeouts: Counter,
+    pub(crate) negative_cache_hits: Counter,
+    pub(crate) restores: Counter,
+    pub(crate) restores_refused: Counter,
     pub(crate) errors: Counter,
     pub(crate) panics: Counter,
 }
@@ -86,6 +92,12 @@ pub(crate) static COUNTERS: Counters = Counters {
     rotations: Counter::new(),
     rejected_revoked: Counter::new(),
     stream_entries: Counter::new(),
+    reload_requests: Counter::new(),
+    waits: Counter::new(),
+    miss_timeouts: Counter::new(),
+    negative_cache_hits: Counter::new(),
+    restores: Counter::new(),
+    restores_refused: Counter::new(),
     errors: Counter::new(),
     panics: Counter::new(),
 };
@@ -107,7 +119,12 @@ pub(crate) fn add_info_sections(ctx: &InfoContext, keyspace: &Keyspace) -> Redis
         .field("revocations", counters.revocations.get().to_string())?
         .field("rotations", counters.rotations.get().to_string())?
         .field("rejected_revoked_ids", counters.rejected_revoked.get().to_string())?
-        .field("restores", "0".to_string())?
+        .field("restores", counters.restores.get().to_string())?
+        .field("restores_refused", counters.restores_refused.get().to_string())?
+        .field("reload_requests", counters.reload_requests.get().to_string())?
+        .field("miss_waits", counters.waits.get().to_string())?
+        .field("miss_timeouts", counters.miss_timeouts.get().to_string())?
+        .field("negative_cache_hits", counters.negative_cache_hits.get().to_string())?
         .field("errors", counters.errors.get().to_string())?
         .field("panics", counters.panics.get().to_string())?
         .build_section()?
@@ -115,7 +132,7 @@ pub(crate) fn add_info_sections(ctx: &InfoContext, keyspace: &Keyspace) -> Redis
         .field("buckets", buckets.to_string())?
         .field("stream_entries_written", counters.stream_entries.get().to_string())?
         .field("stream_backlog", stream_backlog.to_string())?
-        .field("loader_attached", "0".to_string())?
+        .field("loader_attached", u8::from(crate::loader::is_attached_now()).to_string())?
         .build_section()?
         .build_info()?;
     Ok(())

@@ -32,6 +32,16 @@ impl KeyNames {
         self.with_suffix(bucket, b"chg", b"")
     }
 
+    /// The negative cache: the loader found no live session with this handle.
+    pub(crate) fn not_found(&self, bucket: u32, handle: &Handle) -> Vec<u8> {
+        self.with_suffix(bucket, b"n:", handle.as_bytes())
+    }
+
+    /// Where misses ask the loader for a reload.
+    pub(crate) fn miss_stream(&self, bucket: u32) -> Vec<u8> {
+        self.with_suffix(bucket, b"miss", b"")
+    }
+
     fn with_suffix(&self, bucket: u32, kind: &[u8], name: &[u8]) -> Vec<u8> {
         let mut key = Vec::with_capacity(self.prefix.len() + 16 + name.len());
         key.extend_from_slice(self.prefix.as_bytes());
@@ -67,6 +77,7 @@ mod tests {
         assert_eq!(names.user_index(12, b"42"), b"qs:{12}:u:42".to_vec());
         assert_eq!(names.tombstone(3, &handle), format!("qs:{{3}}:t:{handle}").into_bytes());
         assert_eq!(names.change_stream(0), b"qs:{0}:chg".to_vec());
+        assert_eq!(names.miss_stream(2), b"qs:{2}:miss".to_vec());
     }
 
     #[test]

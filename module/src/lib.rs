@@ -6,6 +6,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+mod blocking;
 mod bucket;
 mod client_ip;
 mod command_info;
@@ -16,7 +17,10 @@ mod expiry;
 mod info;
 mod keys;
 mod limits;
+mod loader;
+mod miss_tracker;
 mod panic_guard;
+mod read_through;
 mod redis_key;
 mod reply;
 mod session_id;
@@ -25,12 +29,12 @@ mod session_options;
 mod session_update;
 mod settings;
 
-use command_info::{BYUSER, DEL, GET, NEW, PEEK, REVOKE, REVOKEUSER, ROTATE, SET, TOUCH};
+use command_info::{BYUSER, DEL, GET, LOADER, NEW, PEEK, RESTORE, REVOKE, REVOKEUSER, ROTATE, SET, TOUCH};
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 use settings::{
-    ABSOLUTE_TIMEOUT, BUCKETS, DEFAULT_PREFIX, IDLE_TIMEOUT, IP_MODE, MAX_DATA_BYTES, PREFIX, TOMBSTONE_TTL,
-    TOUCH_GRANULARITY, UA_MODE,
+    ABSOLUTE_TIMEOUT, BUCKETS, DEFAULT_PREFIX, IDLE_TIMEOUT, IP_MODE, MAX_DATA_BYTES, MISS_TIMEOUT, NEGATIVE_CACHE,
+    PREFIX, TOMBSTONE_TTL, TOUCH_GRANULARITY, UA_MODE,
 };
 
 #[cfg(not(test))]
@@ -97,6 +101,8 @@ redis_module! {
         [BYUSER.name, commands::qsess_byuser, BYUSER.flags, BYUSER.first_key, BYUSER.last_key, BYUSER.key_step, ""],
         [REVOKEUSER.name, commands::qsess_revokeuser, REVOKEUSER.flags, REVOKEUSER.first_key, REVOKEUSER.last_key, REVOKEUSER.key_step, ""],
         [REVOKE.name, commands::qsess_revoke, REVOKE.flags, REVOKE.first_key, REVOKE.last_key, REVOKE.key_step, ""],
+        [RESTORE.name, commands::qsess_restore, RESTORE.flags, RESTORE.first_key, RESTORE.last_key, RESTORE.key_step, ""],
+        [LOADER.name, commands::qsess_loader, LOADER.flags, LOADER.first_key, LOADER.last_key, LOADER.key_step, ""],
     ],
     configurations: [
         i64: [
@@ -106,6 +112,8 @@ redis_module! {
             [TOUCH_GRANULARITY.name, TOUCH_GRANULARITY.value, TOUCH_GRANULARITY.default, TOUCH_GRANULARITY.min, TOUCH_GRANULARITY.max, ConfigurationFlags::DEFAULT, None],
             [TOMBSTONE_TTL.name, TOMBSTONE_TTL.value, TOMBSTONE_TTL.default, TOMBSTONE_TTL.min, TOMBSTONE_TTL.max, ConfigurationFlags::DEFAULT, None],
             [MAX_DATA_BYTES.name, MAX_DATA_BYTES.value, MAX_DATA_BYTES.default, MAX_DATA_BYTES.min, MAX_DATA_BYTES.max, ConfigurationFlags::MEMORY, None],
+            [MISS_TIMEOUT.name, MISS_TIMEOUT.value, MISS_TIMEOUT.default, MISS_TIMEOUT.min, MISS_TIMEOUT.max, ConfigurationFlags::DEFAULT, None],
+            [NEGATIVE_CACHE.name, NEGATIVE_CACHE.value, NEGATIVE_CACHE.default, NEGATIVE_CACHE.min, NEGATIVE_CACHE.max, ConfigurationFlags::DEFAULT, None],
         ],
         string: [
             ["prefix", &PREFIX, DEFAULT_PREFIX, ConfigurationFlags::IMMUTABLE, None],

@@ -178,7 +178,8 @@ impl<'ctx> RedisKey<'ctx> {
                 if element.is_null() {
                     break;
                 }
-                members.push((RedisString::new(NonNull::new(self.ctx.get_raw()), element), score));
+                // The element is a new string owned by us: take it without another reference.
+                members.push((RedisString::from_redis_module_string(self.ctx.get_raw(), element), score));
                 if next(key) == 0 {
                     break;
                 }
@@ -186,6 +187,17 @@ impl<'ctx> RedisKey<'ctx> {
             stop(key);
         }
         Ok(members)
+    }
+
+    /// Removes the oldest entries so that exactly `length` remain (no approximation).
+    pub(crate) fn stream_trim_to_length(&self, length: usize) -> Result<(), CommandError> {
+        let trim = api!(RedisModule_StreamTrimByLength);
+        // SAFETY: open writable key holding a stream; flags 0 asks for exact trimming.
+        let removed = unsafe { trim(self.key.as_ptr(), 0, length.min(i64::MAX as usize) as i64) };
+        if removed < 0 {
+            return Err(CommandError::Internal);
+        }
+        Ok(())
     }
 
     /// Appends an entry with an id Redis picks, and returns that id as `<ms>-<seq>`.

@@ -119,6 +119,8 @@ mod tests {
             touch_granularity_ms: 60_000,
             tombstone_ttl_ms: 86_400_000,
             max_data_bytes: 65_536,
+            miss_timeout_ms: 250,
+            negative_cache_ms: 5_000,
             ip_mode: IpMode::Full,
             ua_mode: UaMode::Full,
         }

@@ -76,8 +76,28 @@ pub(crate) const MAX_DATA_BYTES: NumericSetting = NumericSetting {
     value: &MAX_DATA_BYTES_VALUE,
 };
 
-const NUMERIC_SETTINGS: [&NumericSetting; 6] =
-    [&BUCKETS, &IDLE_TIMEOUT, &ABSOLUTE_TIMEOUT, &TOUCH_GRANULARITY, &TOMBSTONE_TTL, &MAX_DATA_BYTES];
+static MISS_TIMEOUT_VALUE: AtomicI64 = AtomicI64::new(250);
+static NEGATIVE_CACHE_VALUE: AtomicI64 = AtomicI64::new(5_000);
+
+/// 250 ms: a reload takes about a millisecond when the daemon is healthy, so this bounds how long a
+/// request waits when it is not, well below what a user notices as a hang.
+pub(crate) const MISS_TIMEOUT: NumericSetting =
+    NumericSetting { name: "miss-timeout-ms", default: 250, min: 1, max: 60_000, value: &MISS_TIMEOUT_VALUE };
+/// 5 s: a flood of random cookies costs Postgres at most one lookup per id per 5 s, while a session
+/// created in Redis is never affected (the cache only answers misses).
+pub(crate) const NEGATIVE_CACHE: NumericSetting =
+    NumericSetting { name: "negative-cache-ms", default: 5_000, min: 0, max: 3_600_000, value: &NEGATIVE_CACHE_VALUE };
+
+const NUMERIC_SETTINGS: [&NumericSetting; 8] = [
+    &BUCKETS,
+    &IDLE_TIMEOUT,
+    &ABSOLUTE_TIMEOUT,
+    &TOUCH_GRANULARITY,
+    &TOMBSTONE_TTL,
+    &MAX_DATA_BYTES,
+    &MISS_TIMEOUT,
+    &NEGATIVE_CACHE,
+];
 
 /// A setting that takes one of a few words; stored as an index so commands read it with one load.
 pub(crate) struct ChoiceSetting {
@@ -175,6 +195,8 @@ pub(crate) struct Settings {
     pub(crate) touch_granularity_ms: u64,
     pub(crate) tombstone_ttl_ms: u64,
     pub(crate) max_data_bytes: u64,
+    pub(crate) miss_timeout_ms: u64,
+    pub(crate) negative_cache_ms: u64,
     pub(crate) ip_mode: IpMode,
     pub(crate) ua_mode: UaMode,
 }
@@ -188,6 +210,8 @@ impl Settings {
             touch_granularity_ms: read(&TOUCH_GRANULARITY),
             tombstone_ttl_ms: read(&TOMBSTONE_TTL),
             max_data_bytes: read(&MAX_DATA_BYTES),
+            miss_timeout_ms: read(&MISS_TIMEOUT),
+            negative_cache_ms: read(&NEGATIVE_CACHE),
             ip_mode: match IP_MODE.current() {
                 "truncated" => IpMode::Truncated,
                 "none" => IpMode::None,

@@ -17,6 +17,7 @@ pub mod migrations;
 pub mod mirror_loop;
 pub mod mirror_sink;
 pub mod purge;
+pub mod reload;
 pub mod retry;
 pub mod session_row;
 pub mod shutdown;
@@ -58,12 +59,19 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
     };
     let purge_task = tokio::spawn(purge_periodically(config.clone(), receiver.clone()));
     let backlog_task = tokio::spawn(measure_backlog(config.clone(), receiver.clone()));
+    let loader_task = tokio::spawn(reload::run(
+        config.redis_url.clone(),
+        config.database_url.clone(),
+        config.retry.clone(),
+        receiver.clone(),
+    ));
     tracing::info!(group = %config.group, consumer = %config.consumer, "mirroring change streams");
     let outcome = mirror_loop::run(&config, receiver).await;
     trigger.request();
     signal_task.abort();
     let _ = purge_task.await;
     let _ = backlog_task.await;
+    let _ = loader_task.await;
     if let Some(server) = metrics_server {
         let _ = server.await;
     }

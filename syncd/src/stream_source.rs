@@ -25,6 +25,10 @@ impl Layout {
         format!("{}:{{{bucket}}}:chg", self.prefix)
     }
 
+    pub fn miss_stream(&self, bucket: u32) -> String {
+        format!("{}:{{{bucket}}}:miss", self.prefix)
+    }
+
     pub fn session_pattern(&self, bucket: u32) -> String {
         format!("{}:{{{bucket}}}:s:*", self.prefix)
     }

@@ -158,6 +158,8 @@ fn config_get_lists_every_setting_with_its_default() {
         ("qsess.touch-granularity-ms", "60000"),
         ("qsess.tombstone-ttl-ms", "86400000"),
         ("qsess.max-data-bytes", "65536"),
+        ("qsess.miss-timeout-ms", "250"),
+        ("qsess.negative-cache-ms", "5000"),
         ("qsess.ip-mode", "full"),
         ("qsess.ua-mode", "full"),
     ]

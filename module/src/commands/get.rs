@@ -7,6 +7,7 @@ use crate::effects::Effects;
 use crate::error::{quote_input, CommandError};
 use crate::expiry;
 use crate::info::COUNTERS;
+use crate::read_through::{self, MissOutcome};
 use crate::redis_key::RedisKey;
 use crate::reply::{RecordFields, Reply};
 use crate::session_id::{self, SessionAddress};
@@ -36,10 +37,30 @@ pub(crate) fn get(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Comm
     } else {
         without_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))?
     };
-    if !found {
+    if !found && read_through::on_miss(&effects, &address)? == MissOutcome::AnswerNil {
         reply.null()?;
     }
     Ok(RedisValue::NoReply)
+}
+
+/// Answers a `QSESS.GET` that waited for a reload, once its key was signalled: the restored record,
+/// or nil when the loader found nothing (or the session is gone again).
+pub(crate) fn reply_after_wait(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError> {
+    let reply = Reply::new(ctx);
+    let Some(session_id) = arguments.get(1) else {
+        return reply.null();
+    };
+    let address = session_id::locate(session_id, keyspace().buckets)?;
+    let now_ms = crate::redis_key::now_ms()?;
+    let name = keyspace().names.session(address.bucket, &address.handle);
+    let key = RedisKey::open_readable(ctx, &name)?;
+    match key.as_ref().map(|key| live_record(key, now_ms)).transpose()?.flatten() {
+        Some(record) => {
+            COUNTERS.hits.increment();
+            reply.record(&address.handle, &record, RecordFields::Full)
+        }
+        None => reply.null(),
+    }
 }
 
 /// Reads a session without writing anything; calls `use_record` when it is live. Reports whether it was.

@@ -4,8 +4,10 @@ mod byuser;
 mod del;
 mod ending;
 mod get;
+mod loader;
 mod new;
 mod peek;
+mod restore;
 mod revoke;
 mod revokeuser;
 mod rotate;
@@ -16,6 +18,8 @@ use crate::error::CommandError;
 use crate::info::COUNTERS;
 use crate::panic_guard;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
+
+pub(crate) use get::reply_after_wait;
 
 type Command = fn(&Context, &[&[u8]]) -> Result<RedisValue, CommandError>;
 
@@ -70,6 +74,14 @@ pub(crate) fn qsess_byuser(ctx: &Context, arguments: Vec<RedisString>) -> RedisR
 
 pub(crate) fn qsess_revokeuser(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
     run(ctx, arguments, revokeuser::revokeuser)
+}
+
+pub(crate) fn qsess_restore(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, restore::restore)
+}
+
+pub(crate) fn qsess_loader(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, loader::loader)
 }
 
 pub(crate) fn qsess_revoke(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {

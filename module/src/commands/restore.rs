@@ -1,0 +1,110 @@
+//! `QSESS.RESTORE bucket handle record|NOTFOUND`: the loader's answer to a miss (internal, for qsess-syncd).
+//!
+//! Writes the record as the mirror has it (its own version, creation, activity and expiry), re-indexes
+//! it and wakes every client waiting for it, unless the id was revoked (tombstone), Redis already holds
+//! the same or a newer version, or the session is already over. `NOTFOUND` wakes the waiters with nil
+//! and leaves a not-found marker that answers further misses for `qsess.negative-cache-ms`. No change record is written: the
+//! mirror is where the record came from. Replies RESTORED, NOTFOUND, REVOKED, STALE or EXPIRED.
+
+use crate::blocking;
+use crate::effects::Effects;
+use crate::error::CommandError;
+use crate::info::COUNTERS;
+use crate::miss_tracker;
+use crate::session_id::SessionAddress;
+use crate::session_lookup::{self, live_record};
+use crate::session_options::parse_integer;
+use crate::settings::keyspace;
+use qsess_record::{Handle, SessionRecord};
+use redis_module::{Context, RedisValue};
+
+pub(crate) fn restore(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
+    let [_, bucket, handle, payload] = arguments else {
+        return Err(CommandError::WrongArity("qsess.restore"));
+    };
+    let buckets = keyspace().buckets;
+    let bucket = parse_integer(bucket, "bucket", 0, u64::from(buckets.count() - 1))? as u32;
+    let handle = Handle::parse(handle)?;
+    let effects = Effects::new(ctx)?;
+    let address = SessionAddress { bucket, handle };
+    let names = &keyspace().names;
+    let outcome = if payload.eq_ignore_ascii_case(b"NOTFOUND") {
+        Outcome::NotFound
+    } else {
+        restore_record(&effects, &address, payload)?
+    };
+    miss_tracker::tracker().finish(&handle);
+    // Wake the waiters through the key that now answers them (see read_through.rs).
+    let woken_through = match outcome {
+        Outcome::Restored | Outcome::Stale => names.session(bucket, &handle),
+        Outcome::Revoked => names.tombstone(bucket, &handle),
+        Outcome::NotFound | Outcome::Expired => {
+            let marker = names.not_found(bucket, &handle);
+            // The marker must outlive the command for Redis to serve the waiters, even without a cache.
+            let ttl_ms = effects.settings.negative_cache_ms.max(MIN_MARKER_TTL_MS);
+            effects.write_marker(&marker, effects.now_ms + ttl_ms)?;
+            marker
+        }
+    };
+    blocking::signal_key_ready(ctx, &woken_through)?;
+    match outcome {
+        Outcome::Restored => COUNTERS.restores.increment(),
+        Outcome::NotFound => {}
+        _ => COUNTERS.restores_refused.increment(),
+    }
+    Ok(RedisValue::SimpleStringStatic(outcome.as_str()))
+}
+
+/// The shortest life of a not-found marker: long enough to be there when Redis serves the waiters.
+const MIN_MARKER_TTL_MS: u64 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Restored,
+    NotFound,
+    Revoked,
+    Stale,
+    Expired,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Restored => "RESTORED",
+            Outcome::NotFound => "NOTFOUND",
+            Outcome::Revoked => "REVOKED",
+            Outcome::Stale => "STALE",
+            Outcome::Expired => "EXPIRED",
+        }
+    }
+}
+
+fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8]) -> Result<Outcome, CommandError> {
+    let ctx = effects.ctx;
+    let record = SessionRecord::decode(payload).map_err(CommandError::BadRestorePayload)?;
+    let Some(expires_ms) = record.expires_ms().filter(|expires_ms| *expires_ms > effects.now_ms) else {
+        return Ok(Outcome::Expired);
+    };
+    if session_lookup::is_tombstoned(ctx, address)? {
+        return Ok(Outcome::Revoked);
+    }
+    if let Some(user_id) = record.user {
+        let user_bucket = keyspace().buckets.of_user(user_id);
+        if user_bucket != address.bucket {
+            return Err(CommandError::WrongBucket { session_bucket: address.bucket, user_bucket });
+        }
+    }
+    let key = session_lookup::open_session_writable(ctx, address)?;
+    if live_record(&key, effects.now_ms)?.is_some_and(|held| held.version >= record.version) {
+        return Ok(Outcome::Stale);
+    }
+    let index = match record.user {
+        Some(user_id) => Some(session_lookup::open_index_writable(ctx, address.bucket, user_id)?),
+        None => None,
+    };
+    effects.write_record(&key, payload, expires_ms)?;
+    if let Some(index) = &index {
+        effects.index_add(index, &address.handle, expires_ms)?;
+    }
+    Ok(Outcome::Restored)
+}

@@ -1,0 +1,182 @@
+//! The loader: answers the module's misses from the mirror, so a session Redis lost comes back.
+//!
+//! It holds the module's loader lease (renewed well before it runs out), reads miss requests from every
+//! bucket's miss stream, looks a batch of them up with one `SELECT ... WHERE handle = any($1)`, and
+//! answers each with `QSESS.RESTORE` in one pipeline. Ended and expired rows are never restored, and
+//! the module refuses revoked ids and older versions on its own.
+
+use crate::config::RetryConfig;
+use crate::error::Error;
+use crate::mirror_sink;
+use crate::retry::Backoff;
+use crate::shutdown::Shutdown;
+use crate::stream_entry::EntryId;
+use crate::stream_source::{self, Layout};
+use qsess_record::{Handle, SessionRecord};
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+/// The lease the loader asks for, and how often it renews it: a dead loader stops holding clients
+/// within three seconds, and a live one renews three times per lease.
+const LEASE: Duration = Duration::from_secs(3);
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long one read of the miss streams waits.
+const READ_BLOCK: Duration = Duration::from_millis(100);
+/// Most misses answered with one query.
+const MAX_BATCH: usize = 500;
+
+const SELECT_SESSIONS: &str = "
+select handle, user_id, data, ip, user_agent, location, country,
+       (extract(epoch from created_at) * 1000)::int8, (extract(epoch from updated_at) * 1000)::int8,
+       (extract(epoch from last_seen) * 1000)::int8,
+       coalesce((extract(epoch from absolute_expires_at) * 1000)::int8, 0), idle_timeout_ms, version
+from qsess.sessions
+where handle = any($1) and ended_at is null and expires_at > now()";
+
+/// Runs the loader until shutdown, reconnecting with backoff; detaches on the way out.
+pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
+    let mut backoff = Backoff::new(retry.clone());
+    while !shutdown.is_requested() {
+        match serve(&redis_url, &database_url, &mut shutdown).await {
+            Ok(()) => break,
+            Err(error) => {
+                metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
+                tracing::warn!(error = %error, "the loader lost a connection; reattaching");
+                if !backoff.wait(&mut shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    // Detach at once, so clients stop waiting for a loader that is gone.
+    if let Ok(client) = redis::Client::open(redis_url.as_str()) {
+        if let Ok(mut connection) = stream_source::connect(&client).await {
+            let _: Result<(), _> = redis::cmd("QSESS.LOADER").arg(0).query_async(&mut connection).await;
+        }
+    }
+}
+
+async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> Result<(), Error> {
+    let client = redis::Client::open(redis_url)?;
+    let mut connection = stream_source::connect(&client).await?;
+    let layout = Layout::read(&mut connection).await?;
+    let keys: Vec<String> = (0..layout.buckets).map(|bucket| layout.miss_stream(bucket)).collect();
+    let postgres = mirror_sink::connect(database_url).await?;
+    let select = postgres.prepare(SELECT_SESSIONS).await?;
+    attach(&mut connection).await?;
+    let mut renewed = Instant::now();
+    tracing::info!("attached as the loader");
+    // Requests from before this loader attached are answered by their timeouts already.
+    let mut last_ids: Vec<String> = vec!["$".to_owned(); keys.len()];
+    while !shutdown.is_requested() {
+        if renewed.elapsed() >= RENEW_EVERY {
+            attach(&mut connection).await?;
+            renewed = Instant::now();
+        }
+        let misses = read_misses(&mut connection, &keys, &mut last_ids).await?;
+        if misses.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let handles: Vec<String> = misses.iter().map(|(_, handle)| handle.as_str().to_owned()).collect();
+        let rows = postgres.query(&select, &[&handles]).await?;
+        let mut found: HashMap<String, Vec<u8>> = HashMap::with_capacity(rows.len());
+        for row in rows {
+            match record_from_row(&row) {
+                Ok((handle, record)) => {
+                    found.insert(handle, record);
+                }
+                Err(error) => tracing::warn!(error = %error, "a mirrored row cannot be restored"),
+            }
+        }
+        let mut pipeline = redis::pipe();
+        for (bucket, handle) in &misses {
+            let command = pipeline.cmd("QSESS.RESTORE").arg(*bucket).arg(handle.as_str());
+            match found.get(handle.as_str()) {
+                Some(record) => command.arg(record.as_slice()),
+                None => command.arg("NOTFOUND"),
+            };
+        }
+        let outcomes: Vec<Value> = pipeline.query_async(&mut connection).await?;
+        let restored = outcomes
+            .iter()
+            .filter(|outcome| matches!(outcome, Value::SimpleString(text) if text == "RESTORED"))
+            .count();
+        metrics::counter!("qsess_syncd_reloads_total", "outcome" => "restored").increment(restored as u64);
+        metrics::counter!("qsess_syncd_reloads_total", "outcome" => "other")
+            .increment((misses.len() - restored) as u64);
+        metrics::histogram!("qsess_syncd_reload_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(misses = misses.len(), restored, "answered misses");
+    }
+    Ok(())
+}
+
+async fn attach(connection: &mut MultiplexedConnection) -> Result<(), Error> {
+    redis::cmd("QSESS.LOADER").arg(LEASE.as_millis() as u64).query_async::<()>(connection).await?;
+    Ok(())
+}
+
+/// Reads new miss requests from every bucket, deduplicated: (bucket, handle) pairs.
+async fn read_misses(
+    connection: &mut MultiplexedConnection,
+    keys: &[String],
+    last_ids: &mut [String],
+) -> Result<Vec<(u32, Handle)>, Error> {
+    let reply: Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(MAX_BATCH)
+        .arg("BLOCK")
+        .arg(READ_BLOCK.as_millis() as u64)
+        .arg("STREAMS")
+        .arg(keys)
+        .arg(&*last_ids)
+        .query_async(connection)
+        .await?;
+    let entries = stream_source::parse_read_reply(&reply, keys)?;
+    let mut misses = Vec::with_capacity(entries.len());
+    for entry in entries {
+        if let Some(last) = last_ids.get_mut(entry.stream) {
+            let newest = EntryId::parse(last).map_or(entry.id, |known| known.max(entry.id));
+            *last = newest.to_string();
+        }
+        let handle =
+            entry.fields.iter().find(|(name, _)| name == b"h").and_then(|(_, value)| Handle::parse(value).ok());
+        if let Some(handle) = handle {
+            let miss = (entry.stream as u32, handle);
+            if !misses.contains(&miss) {
+                misses.push(miss);
+            }
+        }
+    }
+    Ok(misses)
+}
+
+/// A mirrored row as the module's record encoding.
+fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<u8>), Error> {
+    let handle: String = row.try_get(0)?;
+    let user_id: Option<String> = row.try_get(1)?;
+    let data: Vec<u8> = row.try_get(2)?;
+    let ip: Option<IpAddr> = row.try_get(3)?;
+    let user_agent: Option<String> = row.try_get(4)?;
+    let location: Option<String> = row.try_get(5)?;
+    let country: Option<String> = row.try_get(6)?;
+    let milliseconds = |index: usize| -> Result<u64, Error> { Ok(row.try_get::<_, i64>(index)?.max(0) as u64) };
+    let record = SessionRecord {
+        version: milliseconds(12)?,
+        created_ms: milliseconds(7)?,
+        updated_ms: milliseconds(8)?,
+        seen_ms: milliseconds(9)?,
+        absolute_deadline_ms: milliseconds(10)?,
+        idle_ms: milliseconds(11)?,
+        user: user_id.as_deref().map(str::as_bytes),
+        ip,
+        user_agent: user_agent.as_deref().map(str::as_bytes),
+        location: location.as_deref().map(str::as_bytes),
+        country: country.as_deref().map(str::as_bytes),
+        data: &data,
+    };
+    Ok((handle, record.encode()))
+}
