@@ -233,24 +233,35 @@ def lag_quantiles(before: dict[str, float], after: dict[str, float]) -> tuple[st
     return quantile(0.5), quantile(0.99), total
 
 
+def start_redis(module: str, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """Starts redis-server with the module on a free loopback port, no persistence; returns it and its port."""
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir), "--logfile", str(workdir / "redis.log"), "--loadmodule", module])
+    return process, port
+
+
+def connect_redis(port: int) -> Redis:
+    for _ in range(100):
+        try:
+            redis = Redis(port)
+            redis.call("PING")
+            return redis
+        except OSError:
+            time.sleep(0.05)
+    sys.exit("mirror-bench: redis-server did not start; see redis.log")
+
+
 def main() -> None:
     artifacts = build()
     workdir = Path(tempfile.mkdtemp(prefix="qsess-mirror-bench-"))
     os.chmod(workdir, 0o755)
-    redis_port = free_port()
-    redis_process = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir), "--logfile", str(workdir / "redis.log"), "--loadmodule", artifacts["module"]])
+    redis_process, redis_port = start_redis(artifacts["module"], workdir)
     cluster = Cluster(workdir)
     results: list[tuple[str, str]] = []
     try:
-        for _ in range(100):
-            try:
-                redis = Redis(redis_port)
-                redis.call("PING")
-                break
-            except OSError:
-                time.sleep(0.05)
+        redis = connect_redis(redis_port)
         subprocess.run([artifacts["daemon"], "migrate", "--database-url", cluster.url], check=True, capture_output=True)
 
         ceilings, catch_ups = [], []

@@ -116,11 +116,16 @@ impl<'ctx> Effects<'ctx> {
     /// Writes a small marker key that expires at `expires_ms`: `SET key 1 PXAT expires`.
     pub(crate) fn write_marker(&self, name: &[u8], expires_ms: u64) -> Result<(), CommandError> {
         let key = RedisKey::open_writable(self.ctx, name)?;
-        let value = RedisString::create_from_slice(self.ctx.get_raw(), b"1");
-        key.set_string(&value)?;
+        self.write_value(&key, b"1", expires_ms)
+    }
+
+    /// Stores a plain string value that expires at `expires_ms`: `SET key value PXAT expires`.
+    pub(crate) fn write_value(&self, key: &RedisKey<'_>, value: &[u8], expires_ms: u64) -> Result<(), CommandError> {
+        let string = RedisString::create_from_slice(self.ctx.get_raw(), value);
+        key.set_string(&string)?;
         key.set_expire_at(expires_ms)?;
         let expires = expires_ms.to_string();
-        self.ctx.replicate("SET", &[name, b"1", b"PXAT", expires.as_bytes()]);
+        self.ctx.replicate("SET", &[key.name().as_slice(), value, b"PXAT", expires.as_bytes()]);
         Ok(())
     }
 
@@ -155,7 +160,7 @@ impl<'ctx> Effects<'ctx> {
         let (version, expires_ms, user) = match ending.record()? {
             Some(record) => (record.version + 1, record.expires_ms(), record.user.map(<[u8]>::to_vec)),
             // An unreadable record's version is unknown: end it above any version the mirror holds.
-            None => (UNREADABLE_RECORD_END_VERSION, None, None),
+            None => (UNKNOWN_VERSION_END, None, None),
         };
         self.delete_key(ending.key)?;
         if let Some(index) = index {
@@ -176,6 +181,28 @@ impl<'ctx> Effects<'ctx> {
     }
 }
 
+impl Effects<'_> {
+    /// Ends a session Redis does not hold, which the mirror may still have (Redis lost it): a tombstone
+    /// so no reload brings it back, its index entry if any, and a `del` change above any version the
+    /// mirror holds, so the mirror ends it too.
+    pub(crate) fn end_absent_session(
+        &self,
+        address: &crate::session_id::SessionAddress,
+        owner: Option<&[u8]>,
+        index: Option<&RedisKey<'_>>,
+        stream: &RedisKey<'_>,
+        reason: DeleteReason,
+    ) -> Result<(), CommandError> {
+        if let Some(index) = index {
+            self.index_remove(index, &address.handle)?;
+        }
+        self.write_tombstone(address.bucket, &address.handle, UNKNOWN_VERSION_END, None)?;
+        crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(address.bucket, &address.handle))?;
+        let change = ChangeRecord::Delete { handle: address.handle, user: owner, version: UNKNOWN_VERSION_END, reason };
+        self.append_change(stream, &change)
+    }
+}
+
 /// A live session about to be ended, with its record key open.
 pub(crate) struct EndingSession<'k, 'ctx> {
     pub(crate) bucket: u32,
@@ -191,5 +218,6 @@ impl EndingSession<'_, '_> {
     }
 }
 
-/// The version a `del` of an unreadable record carries: the largest a Postgres bigint holds.
-const UNREADABLE_RECORD_END_VERSION: u64 = i64::MAX as u64;
+/// The version a `del` carries when the record is unreadable or absent: the largest a Postgres bigint
+/// holds, so the mirror ends whatever version it has.
+const UNKNOWN_VERSION_END: u64 = i64::MAX as u64;

@@ -62,6 +62,7 @@ mod tests {
             user_agent: None,
             location: None,
             country: None,
+            device: None,
             data: b"",
         }
     }

@@ -32,6 +32,11 @@ impl KeyNames {
         self.with_suffix(bucket, b"chg", b"")
     }
 
+    /// When the user last revoked all their sessions (`QSESS.REVOKEUSER`), for reloads to respect.
+    pub(crate) fn user_revocation(&self, bucket: u32, user_id: &[u8]) -> Vec<u8> {
+        self.with_suffix(bucket, b"r:", user_id)
+    }
+
     /// The negative cache: the loader found no live session with this handle.
     pub(crate) fn not_found(&self, bucket: u32, handle: &Handle) -> Vec<u8> {
         self.with_suffix(bucket, b"n:", handle.as_bytes())

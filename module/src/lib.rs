@@ -11,9 +11,11 @@ mod bucket;
 mod client_ip;
 mod command_info;
 mod commands;
+mod device;
 mod effects;
 mod error;
 mod expiry;
+mod geo;
 mod info;
 mod keys;
 mod limits;
@@ -119,6 +121,7 @@ redis_module! {
             ["prefix", &PREFIX, DEFAULT_PREFIX, ConfigurationFlags::IMMUTABLE, None],
             [IP_MODE.name, &IP_MODE, IP_MODE.default_choice(), ConfigurationFlags::DEFAULT, None],
             [UA_MODE.name, &UA_MODE, UA_MODE.default_choice(), ConfigurationFlags::DEFAULT, None],
+            [settings::GEOIP_DB_NAME, &settings::GEOIP_DB, "", ConfigurationFlags::DEFAULT, None],
         ],
         bool: [],
         enum: [],

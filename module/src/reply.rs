@@ -1,6 +1,7 @@
 //! Replies written straight to the client: records as maps (RESP3) that Redis flattens to
 //! field/value arrays for RESP2 clients. Writing directly avoids building a `RedisValue` tree on GET.
 
+use crate::device;
 use crate::error::CommandError;
 use crate::redis_key::api;
 use qsess_record::{Handle, SessionRecord};
@@ -60,11 +61,17 @@ impl<'ctx> Reply<'ctx> {
         fields: RecordFields,
     ) -> Result<(), CommandError> {
         let ip_text = record.ip.map(|address| address.to_string());
-        let texts: [(&str, Option<&[u8]>); 6] = [
+        // Stored when the user agent is not (`qsess.ua-mode none`), else derived from it (cached).
+        let derived_device = match record.device {
+            Some(_) => None,
+            None => record.user_agent.and_then(device::summary),
+        };
+        let texts: [(&str, Option<&[u8]>); 7] = [
             ("data", (fields == RecordFields::Full).then_some(record.data)),
             ("user", record.user.filter(|_| fields == RecordFields::Full)),
             ("ip", ip_text.as_deref().map(str::as_bytes)),
             ("ua", record.user_agent),
+            ("device", record.device.or(derived_device.as_deref().map(str::as_bytes))),
             ("loc", record.location),
             ("cc", record.country),
         ];

@@ -24,6 +24,26 @@ pub(crate) fn is_tombstoned(ctx: &Context, address: &SessionAddress) -> Result<b
     Ok(RedisKey::open_readable(ctx, &name)?.is_some())
 }
 
+/// Whether `QSESS.REVOKEUSER` ended this session's owner's sessions after its last activity (and did not
+/// keep this one with `EXCEPT`): then a reload of it must be refused.
+pub(crate) fn revoked_with_user(
+    ctx: &Context,
+    address: &SessionAddress,
+    record: &SessionRecord<'_>,
+) -> Result<bool, CommandError> {
+    let Some(user_id) = record.user else { return Ok(false) };
+    let name = keyspace().names.user_revocation(address.bucket, user_id);
+    let Some(key) = RedisKey::open_readable(ctx, &name)? else { return Ok(false) };
+    let Some(value) = key.string_value()? else { return Ok(false) };
+    let mut words = value.split(|&byte| byte == b' ');
+    let revoked_at_ms: u64 =
+        words.next().and_then(|text| std::str::from_utf8(text).ok()).and_then(|text| text.parse().ok()).unwrap_or(0);
+    let kept = words.next().is_some_and(|except| except == address.handle.as_bytes());
+    // Last activity, not creation: a session active since the revocation (kept with EXCEPT, then
+    // rotated, or created in the same millisecond) was live in Redis after it and is not covered.
+    Ok(record.seen_ms < revoked_at_ms && !kept)
+}
+
 /// Opens a user's index for writing, refusing a key of another type.
 pub(crate) fn open_index_writable<'ctx>(
     ctx: &'ctx Context,

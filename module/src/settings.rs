@@ -6,6 +6,7 @@
 
 use crate::bucket::Buckets;
 use crate::client_ip::IpMode;
+use crate::geo;
 use crate::keys::{validate_prefix, KeyNames};
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{RedisError, RedisString};
@@ -180,6 +181,51 @@ impl ConfigurationValue<RedisString> for PrefixSetting {
     }
 }
 
+/// `qsess.geoip-db`: the MaxMind City or Country database (.mmdb) locations come from, or "" (the
+/// default: the database is the operator's to download, under MaxMind's license) for none. Setting it
+/// opens and checks the file and swaps it in; a file that fails leaves the previous database in use.
+pub(crate) struct GeoipDbSetting;
+
+pub(crate) const GEOIP_DB_NAME: &str = "geoip-db";
+pub(crate) static GEOIP_DB: GeoipDbSetting = GeoipDbSetting;
+
+impl GeoipDbSetting {
+    /// Opens the database named by `value`, for [`apply`](Self::apply) once every argument is valid.
+    fn open(value: &[u8]) -> Result<Option<geo::Database>, String> {
+        geo::open_setting(value).map_err(|error| format!("invalid qsess.{GEOIP_DB_NAME}: {error}"))
+    }
+
+    fn apply(database: Option<geo::Database>) {
+        match &database {
+            Some(database) => redis_module::logging::log_notice(format!(
+                "qsess: locations from {} ({}, built {} s after the epoch)",
+                database.path(),
+                database.database_type(),
+                database.build_epoch()
+            )),
+            None if !geo::current_path().is_empty() => {
+                redis_module::logging::log_notice("qsess: no GeoIP database; new sessions get no location")
+            }
+            None => {}
+        }
+        geo::install(database);
+    }
+}
+
+impl ConfigurationValue<RedisString> for GeoipDbSetting {
+    fn get(&self, _ctx: &ConfigurationContext) -> RedisString {
+        RedisString::create(None, geo::current_path().as_str())
+    }
+
+    fn set(&self, _ctx: &ConfigurationContext, value: RedisString) -> Result<(), RedisError> {
+        // Redis calls this outside any command, so the panic guard of commands does not cover it.
+        let opened = std::panic::catch_unwind(|| GeoipDbSetting::open(value.as_slice()))
+            .unwrap_or_else(|_| Err(format!("invalid qsess.{GEOIP_DB_NAME}: internal error while opening it")));
+        GeoipDbSetting::apply(opened.map_err(RedisError::String)?);
+        Ok(())
+    }
+}
+
 /// Whether to keep the user agent (`qsess.ua-mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum UaMode {
@@ -255,6 +301,7 @@ pub(crate) fn apply_module_arguments(arguments: &[&[u8]]) -> Result<(), String> 
     let mut numeric_updates = Vec::new();
     let mut prefix_update = None;
     let mut choice_updates: Vec<(&ChoiceSetting, &[u8])> = Vec::new();
+    let mut geoip_update = None;
     for pair in arguments.chunks_exact(2) {
         let &[raw_name, value] = pair else { continue };
         let name = raw_name.strip_prefix(b"qsess.").unwrap_or(raw_name);
@@ -270,6 +317,8 @@ pub(crate) fn apply_module_arguments(arguments: &[&[u8]]) -> Result<(), String> 
         } else if name == UA_MODE.name.as_bytes() {
             check_choice(&UA_MODE, value)?;
             choice_updates.push((&UA_MODE, value));
+        } else if name == GEOIP_DB_NAME.as_bytes() {
+            geoip_update = Some(GeoipDbSetting::open(value)?);
         } else {
             return Err(format!(
                 "unknown module argument '{}'; accepted: {}",
@@ -286,6 +335,9 @@ pub(crate) fn apply_module_arguments(arguments: &[&[u8]]) -> Result<(), String> 
     }
     if let Some(prefix) = prefix_update {
         PREFIX.set_from(prefix)?;
+    }
+    if let Some(database) = geoip_update {
+        GeoipDbSetting::apply(database);
     }
     Ok(())
 }
@@ -320,7 +372,7 @@ fn check_choice(setting: &ChoiceSetting, value: &[u8]) -> Result<(), String> {
 
 fn accepted_names() -> String {
     let mut names: Vec<&str> = NUMERIC_SETTINGS.iter().map(|setting| setting.name).collect();
-    names.extend(["prefix", IP_MODE.name, UA_MODE.name]);
+    names.extend(["prefix", IP_MODE.name, UA_MODE.name, GEOIP_DB_NAME]);
     names.join(", ")
 }
 
@@ -344,6 +396,18 @@ mod tests {
         assert!(error.starts_with("module arguments come as name/value pairs"), "{error}");
         let error = apply_module_arguments(&[b"prefix", b"a{b"]).unwrap_err();
         assert!(error.contains("braces"), "{error}");
+    }
+
+    #[test]
+    fn a_geoip_database_that_does_not_open_fails_the_arguments_without_applying_any() {
+        let before = IDLE_TIMEOUT.value.load(Ordering::Relaxed);
+        let error =
+            apply_module_arguments(&[b"idle-timeout-ms", b"5000", b"qsess.geoip-db", b"/nonexistent/City.mmdb"])
+                .unwrap_err();
+        assert!(error.starts_with("invalid qsess.geoip-db: cannot open '/nonexistent/City.mmdb': "), "{error}");
+        assert_eq!(IDLE_TIMEOUT.value.load(Ordering::Relaxed), before);
+        let error = apply_module_arguments(&[b"geoip-db", b"\xff"]).unwrap_err();
+        assert_eq!(error, "invalid qsess.geoip-db: the path is not UTF-8 text");
     }
 
     #[test]

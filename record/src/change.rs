@@ -166,6 +166,49 @@ impl<'a> ChangeRecord<'a> {
     }
 }
 
+/// "Every session of this user created at or before `at_ms` is over" (`QSESS.REVOKEUSER`): also
+/// ends sessions only the mirror still holds, e.g. after Redis lost its data. Stream op `revokeuser`,
+/// fields `u`, `at` (ms) and, with `EXCEPT`, `except` (the handle that stays).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRevocation<'a> {
+    pub user: &'a [u8],
+    pub at_ms: u64,
+    pub except: Option<Handle>,
+}
+
+impl<'a> UserRevocation<'a> {
+    pub const OP: &'static str = "revokeuser";
+
+    pub fn fields(&self) -> Vec<(&'static str, Cow<'a, [u8]>)> {
+        let mut fields = vec![
+            ("op", Cow::Borrowed(Self::OP.as_bytes())),
+            ("u", Cow::Borrowed(self.user)),
+            ("at", Cow::Owned(self.at_ms.to_string().into_bytes())),
+        ];
+        if let Some(except) = self.except {
+            fields.push(("except", Cow::Owned(except.as_bytes().to_vec())));
+        }
+        fields
+    }
+
+    /// `None` when the entry is not a user revocation at all; an error when it is one but malformed.
+    pub fn parse(pairs: &[(&'a [u8], &'a [u8])]) -> Option<Result<UserRevocation<'a>, ParseChangeError>> {
+        let find = |name: &str| pairs.iter().find(|(field, _)| *field == name.as_bytes()).map(|(_, value)| *value);
+        if find("op")? != Self::OP.as_bytes() {
+            return None;
+        }
+        Some((|| {
+            let user = find("u").ok_or(ParseChangeError::MissingField("u"))?;
+            let at_ms = std::str::from_utf8(find("at").ok_or(ParseChangeError::MissingField("at"))?)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or(ParseChangeError::BadField("at"))?;
+            let except = find("except").map(Handle::parse).transpose()?;
+            Ok(UserRevocation { user, at_ms, except })
+        })())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +238,23 @@ mod tests {
         let anonymous_touch = ChangeRecord::Touch { handle, user: None, version: 2, seen_ms: 1, expires_ms: 2 };
         let names: Vec<&str> = anonymous_touch.fields().iter().map(|(name, _)| *name).collect();
         assert_eq!(names, ["op", "h", "v", "seen", "exp"]);
+    }
+
+    #[test]
+    fn user_revocations_round_trip_and_are_told_apart() {
+        let revocation = UserRevocation { user: b"42", at_ms: 99, except: Some(Handle::from_session_id(b"keep")) };
+        let fields = revocation.fields();
+        let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
+        assert_eq!(UserRevocation::parse(&pairs), Some(Ok(revocation)));
+        assert!(ChangeRecord::parse(&pairs).is_err(), "a revokeuser entry is not a per-session change");
+        let handle = Handle::from_session_id(b"sid");
+        let set = ChangeRecord::Set { handle, user: None, version: 1, record: b"" }.fields();
+        let pairs: Vec<(&[u8], &[u8])> = set.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
+        assert_eq!(UserRevocation::parse(&pairs), None);
+        assert_eq!(
+            UserRevocation::parse(&[(b"op", b"revokeuser"), (b"u", b"1")]),
+            Some(Err(ParseChangeError::MissingField("at")))
+        );
     }
 
     #[test]

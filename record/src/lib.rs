@@ -5,10 +5,12 @@
 //! every change to an encoding is a new format version, documented in ARCHITECTURE.md.
 
 mod change;
+mod device;
 mod handle;
 mod session;
 mod varint;
 
-pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError};
+pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError, UserRevocation};
+pub use device::{device_summary, MAX_DEVICE_LEN};
 pub use handle::{Handle, InvalidHandle, HANDLE_LEN};
-pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1};
+pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1, RECORD_FORMAT_V2};

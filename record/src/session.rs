@@ -1,14 +1,18 @@
-//! The session record and its compact binary encoding (format 1), stored as one Redis string.
+//! The session record and its compact binary encoding (formats 1 and 2), stored as one Redis string.
 //!
 //! One string instead of an 11-field hash is what makes the module fast and small: the research
 //! measured 711 B per session and 1.5x a Lua script for this layout against 1,519 B and 1.08x for a hash.
 //! Times are varints relative to `created`, strings are length-prefixed, and there are no field names.
+//! Format 2 adds the device summary after the country code; a record without one is still written as
+//! format 1, so a reader that only knows format 1 keeps working through an upgrade.
 
 use crate::varint;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// The first byte of every record written by this version.
+/// The first byte of a record without a stored device summary.
 pub const RECORD_FORMAT_V1: u8 = 1;
+/// The first byte of a record that stores a device summary (format 1 plus `device` after `cc`).
+pub const RECORD_FORMAT_V2: u8 = 2;
 
 const IP_NONE: u8 = 0;
 const IP_V4: u8 = 4;
@@ -30,6 +34,9 @@ pub struct SessionRecord<'a> {
     pub user_agent: Option<&'a [u8]>,
     pub location: Option<&'a [u8]>,
     pub country: Option<&'a [u8]>,
+    /// "Firefox 120 on Linux": stored only when the user agent it comes from is not (`qsess.ua-mode none`);
+    /// otherwise it is derived from `user_agent` where it is shown.
+    pub device: Option<&'a [u8]>,
     pub data: &'a [u8],
 }
 
@@ -38,7 +45,7 @@ pub struct SessionRecord<'a> {
 pub enum DecodeError {
     #[error("empty session record")]
     Empty,
-    #[error("session record format {0} is not supported (this build reads format {RECORD_FORMAT_V1})")]
+    #[error("session record format {0} is not supported (this build reads formats {RECORD_FORMAT_V1} and {RECORD_FORMAT_V2})")]
     UnknownFormat(u8),
     #[error("session record is truncated or corrupt")]
     Corrupt,
@@ -61,9 +68,10 @@ impl<'a> SessionRecord<'a> {
         self.expires_ms().is_some_and(|expires| expires <= now_ms)
     }
 
-    /// Appends the format-1 encoding to `buffer`.
+    /// Appends the encoding to `buffer`: format 1, or format 2 when there is a device summary to keep.
     pub fn encode_into(&self, buffer: &mut Vec<u8>) {
-        buffer.push(RECORD_FORMAT_V1);
+        let device = self.device.filter(|device| !device.is_empty());
+        buffer.push(if device.is_some() { RECORD_FORMAT_V2 } else { RECORD_FORMAT_V1 });
         varint::put(buffer, self.version);
         varint::put(buffer, self.created_ms);
         varint::put(buffer, self.updated_ms.saturating_sub(self.created_ms));
@@ -89,10 +97,13 @@ impl<'a> SessionRecord<'a> {
         for text in [self.user, self.user_agent, self.location, self.country] {
             put_bytes(buffer, text.unwrap_or_default());
         }
+        if let Some(device) = device {
+            put_bytes(buffer, device);
+        }
         put_bytes(buffer, self.data);
     }
 
-    /// The format-1 encoding as a new buffer.
+    /// The encoding as a new buffer.
     pub fn encode(&self) -> Vec<u8> {
         let mut buffer = Vec::with_capacity(self.encoded_len_hint());
         self.encode_into(&mut buffer);
@@ -102,7 +113,7 @@ impl<'a> SessionRecord<'a> {
     /// Decodes a record, borrowing its byte fields from `bytes`. Never panics on bad input.
     pub fn decode(bytes: &'a [u8]) -> Result<SessionRecord<'a>, DecodeError> {
         let (&format, mut input) = bytes.split_first().ok_or(DecodeError::Empty)?;
-        if format != RECORD_FORMAT_V1 {
+        if format != RECORD_FORMAT_V1 && format != RECORD_FORMAT_V2 {
             return Err(DecodeError::UnknownFormat(format));
         }
         let input = &mut input;
@@ -127,6 +138,7 @@ impl<'a> SessionRecord<'a> {
         let user_agent = non_empty(take_bytes(input)?);
         let location = non_empty(take_bytes(input)?);
         let country = non_empty(take_bytes(input)?);
+        let device = if format == RECORD_FORMAT_V2 { non_empty(take_bytes(input)?) } else { None };
         let data = take_bytes(input)?;
         if !input.is_empty() {
             return Err(DecodeError::Corrupt);
@@ -143,12 +155,13 @@ impl<'a> SessionRecord<'a> {
             user_agent,
             location,
             country,
+            device,
             data,
         })
     }
 
     fn encoded_len_hint(&self) -> usize {
-        let texts = [self.user, self.user_agent, self.location, self.country]
+        let texts = [self.user, self.user_agent, self.location, self.country, self.device]
             .iter()
             .map(|text| text.map_or(0, <[u8]>::len) + 2)
             .sum::<usize>();
@@ -205,6 +218,7 @@ mod tests {
             user_agent: Some(b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"),
             location: Some(b"Tehran, Iran"),
             country: Some(b"IR"),
+            device: None,
             data: &[0, 1, 2, 255, b'x'],
         }
     }
@@ -212,7 +226,32 @@ mod tests {
     #[test]
     fn round_trips_every_field() {
         let record = sample();
-        assert_eq!(SessionRecord::decode(&record.encode()), Ok(record));
+        let encoded = record.encode();
+        assert_eq!(encoded[0], RECORD_FORMAT_V1, "no device summary: format 1");
+        assert_eq!(SessionRecord::decode(&encoded), Ok(record));
+        let with_device = SessionRecord { user_agent: None, device: Some(b"Firefox 120 on Linux"), ..sample() };
+        let encoded = with_device.encode();
+        assert_eq!(encoded[0], RECORD_FORMAT_V2, "a device summary needs format 2");
+        assert_eq!(SessionRecord::decode(&encoded), Ok(with_device));
+    }
+
+    #[test]
+    fn reads_format_1_as_written_before_format_2_existed() {
+        // A format-1 record written by the previous release, byte for byte: version 3, created 1000 ms,
+        // updated +5, seen +7, idle 60000, no deadline, IPv4 192.0.2.1, user "u", ua "ua", loc "L",
+        // cc "IR", data "d".
+        let bytes = [
+            1, 3, 0xe8, 0x07, 5, 7, 0xe0, 0xd4, 0x03, 0, 4, 192, 0, 2, 1, 1, b'u', 2, b'u', b'a', 1, b'L', 2, b'I',
+            b'R', 1, b'd',
+        ];
+        let record = SessionRecord::decode(&bytes).unwrap();
+        assert_eq!((record.version, record.created_ms, record.updated_ms, record.seen_ms), (3, 1000, 1005, 1007));
+        assert_eq!((record.idle_ms, record.absolute_deadline_ms), (60_000, 0));
+        assert_eq!(record.ip, Some("192.0.2.1".parse().unwrap()));
+        assert_eq!((record.user, record.user_agent), (Some(&b"u"[..]), Some(&b"ua"[..])));
+        assert_eq!((record.location, record.country, record.device), (Some(&b"L"[..]), Some(&b"IR"[..]), None));
+        assert_eq!(record.data, b"d");
+        assert_eq!(record.encode(), bytes, "a record without a device is still written as format 1");
     }
 
     #[test]
@@ -234,7 +273,8 @@ mod tests {
 
     #[test]
     fn reference_session_stays_inside_the_512_byte_allocator_class() {
-        // The shape the memory target is measured with: 300 B payload, IPv4, a 110 B user agent.
+        // The shape the memory target is measured with: 300 B payload, IPv4, a 110 B user agent, and a
+        // location. Its device summary is derived from the user agent, not stored.
         let payload = [b'a'; 300];
         let user_agent = [b'u'; 110];
         let record = SessionRecord {
@@ -246,6 +286,10 @@ mod tests {
         };
         let encoded_len = record.encode().len();
         assert!(encoded_len <= 480, "record grew to {encoded_len} bytes");
+        // Without the user agent (`qsess.ua-mode none`) the summary is stored instead, and is far smaller.
+        let without_user_agent =
+            SessionRecord { user_agent: None, device: Some(b"Chrome 120 on Windows 10"), ..record.clone() };
+        assert!(without_user_agent.encode().len() < encoded_len - 80);
     }
 
     #[test]
@@ -274,6 +318,10 @@ mod tests {
         let mut trailing = encoded.clone();
         trailing.push(0);
         assert_eq!(SessionRecord::decode(&trailing), Err(DecodeError::Corrupt));
+        let format_2 = SessionRecord { device: Some(b"Safari 17 on iPhone"), ..sample() }.encode();
+        for cut in 1..format_2.len() {
+            assert!(SessionRecord::decode(&format_2[..cut]).is_err(), "accepted a format-2 record cut at {cut}");
+        }
         // Every single-byte prefix variation must be handled without a panic.
         for byte in 0..=255u8 {
             let mut mutated = encoded.clone();

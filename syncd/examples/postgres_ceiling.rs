@@ -45,6 +45,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 user_agent: Some(user_agent),
                 location: None,
                 country: None,
+                device: None,
                 data: &payload,
             }
             .encode();

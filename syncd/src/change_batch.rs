@@ -7,7 +7,7 @@
 use crate::session_row::{self, SessionRow};
 use crate::stream_entry::{EntryId, StreamEntry};
 use chrono::{DateTime, Utc};
-use qsess_record::{ChangeRecord, Handle, SessionRecord};
+use qsess_record::{ChangeRecord, Handle, SessionRecord, UserRevocation};
 use std::collections::HashMap;
 
 /// Activity on a session whose row is not part of this batch.
@@ -33,6 +33,8 @@ pub struct End {
 pub struct NetChange {
     pub handle: String,
     pub version: u64,
+    /// The stream entries folded into this change, as (stream index, entry id).
+    pub sources: Vec<(usize, EntryId)>,
     pub upsert: Option<SessionRow>,
     pub touch: Option<Touch>,
     pub end: Option<End>,
@@ -50,13 +52,54 @@ pub struct Rejection {
     pub fields: Vec<u8>,
 }
 
+/// `QSESS.REVOKEUSER`: every session of the user created at or before `at`, except one, is over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRevocationRow {
+    pub user_id: String,
+    pub at: DateTime<Utc>,
+    pub except: Option<String>,
+}
+
 /// A batch ready for Postgres.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct FoldedBatch {
     pub changes: Vec<NetChange>,
+    /// Applied after `changes`: they only end sessions created before them.
+    pub user_revocations: Vec<UserRevocationRow>,
     pub rejections: Vec<Rejection>,
     /// How many stream entries the batch holds, rejected or not.
     pub entry_count: usize,
+    /// Every entry's fields as received, by (stream index, entry id), so that a change Postgres refuses
+    /// can be recorded with the entries it came from.
+    pub source_fields: HashMap<(usize, EntryId), Vec<u8>>,
+}
+
+impl FoldedBatch {
+    /// One rejection per stream entry behind `change`, with `error` as the reason.
+    pub fn rejections_of(&self, change: &NetChange, error: &str) -> Vec<Rejection> {
+        change
+            .sources
+            .iter()
+            .map(|&(stream, entry_id)| Rejection {
+                stream,
+                entry_id,
+                handle: Some(change.handle.clone()),
+                op: Some(
+                    if change.end.is_some() {
+                        "del"
+                    } else if change.upsert.is_some() {
+                        "set"
+                    } else {
+                        "touch"
+                    }
+                    .to_owned(),
+                ),
+                version: i64::try_from(change.version).ok(),
+                error: error.to_owned(),
+                fields: self.source_fields.get(&(stream, entry_id)).cloned().unwrap_or_default(),
+            })
+            .collect()
+    }
 }
 
 impl FoldedBatch {
@@ -64,9 +107,17 @@ impl FoldedBatch {
         let mut order: Vec<Handle> = Vec::new();
         let mut by_handle: HashMap<Handle, NetChange> = HashMap::new();
         let mut rejections = Vec::new();
+        let mut user_revocations = Vec::new();
         for entry in entries {
             let pairs: Vec<(&[u8], &[u8])> =
                 entry.fields.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
+            if let Some(revocation) = UserRevocation::parse(&pairs) {
+                match user_revocation_row(revocation) {
+                    Ok(row) => user_revocations.push(row),
+                    Err(error) => rejections.push(rejection(entry, None, error)),
+                }
+                continue;
+            }
             let change = match ChangeRecord::parse(&pairs) {
                 Ok(change) => change,
                 Err(error) => {
@@ -82,8 +133,20 @@ impl FoldedBatch {
             debug_assert!(by_handle.contains_key(&handle));
         }
         let changes = order.iter().filter_map(|handle| by_handle.remove(handle)).collect();
-        FoldedBatch { changes, rejections, entry_count: entries.len() }
+        let source_fields = entries.iter().map(|entry| ((entry.stream, entry.id), entry.fields_as_bytes())).collect();
+        FoldedBatch { changes, user_revocations, rejections, entry_count: entries.len(), source_fields }
     }
+}
+
+fn user_revocation_row(
+    revocation: Result<UserRevocation<'_>, qsess_record::ParseChangeError>,
+) -> Result<UserRevocationRow, String> {
+    let revocation = revocation.map_err(|error| error.to_string())?;
+    Ok(UserRevocationRow {
+        user_id: session_row::strict_text(revocation.user).ok_or("user id is not text")?,
+        at: session_row::timestamp(revocation.at_ms, "revocation time").map_err(|error| error.to_string())?,
+        except: revocation.except.map(|handle| handle.as_str().to_owned()),
+    })
 }
 
 fn fold_one(
@@ -117,10 +180,18 @@ fn fold_one(
     };
     let net = by_handle.entry(handle).or_insert_with(|| {
         order.push(handle);
-        NetChange { handle: handle.as_str().to_owned(), version: 0, upsert: None, touch: None, end: None }
+        NetChange {
+            handle: handle.as_str().to_owned(),
+            version: 0,
+            sources: Vec::new(),
+            upsert: None,
+            touch: None,
+            end: None,
+        }
     });
-    if version <= net.version {
-        // A duplicate or an older replay: the mirror already has something at least as new.
+    net.sources.push((entry.stream, entry.id));
+    if !supersedes(net, version, &converted) {
+        // A duplicate or an older replay: the batch already has something at least as new.
         return Ok(());
     }
     net.version = version;
@@ -144,6 +215,28 @@ fn fold_one(
         }
     }
     Ok(())
+}
+
+/// Whether a change is newer than what the batch holds for its session. Versions restart at 1 when an
+/// id is used again after its session expired, so a set of a later incarnation (created after what
+/// the batch holds happened) wins even with a lower version; within one incarnation the version decides.
+fn supersedes(net: &NetChange, version: u64, converted: &Converted) -> bool {
+    if net.version == 0 {
+        return true;
+    }
+    let Converted::Set(row) = converted else { return version > net.version };
+    let held_since = match (&net.upsert, &net.end, &net.touch) {
+        (Some(held), _, _) => {
+            if row.created_at != held.created_at {
+                return row.created_at > held.created_at;
+            }
+            return version > net.version;
+        }
+        (None, Some(end), _) => end.ended_at,
+        (None, None, Some(touch)) => touch.last_seen,
+        (None, None, None) => return version > net.version,
+    };
+    version > net.version || row.created_at > held_since
 }
 
 enum Converted {
@@ -184,6 +277,7 @@ mod tests {
             user_agent: None,
             location: None,
             country: None,
+            device: None,
             data,
         }
         .encode()
@@ -229,6 +323,22 @@ mod tests {
     }
 
     #[test]
+    fn a_later_incarnation_of_an_id_wins_despite_its_lower_version() {
+        let old = record(3, b"old");
+        let later_bytes = record(1, b"new");
+        let mut later = SessionRecord::decode(&later_bytes).unwrap();
+        later.created_ms = T0 + 10_000;
+        let later = later.encode();
+        let batch = FoldedBatch::fold(&[set(0, b"s1", 3, &old), set(1, b"s1", 1, &later)]);
+        let row = batch.changes[0].upsert.as_ref().unwrap();
+        assert_eq!((row.data.as_slice(), row.version), (&b"new"[..], 1));
+        assert_eq!(batch.changes[0].sources.len(), 2);
+        let rejections = batch.rejections_of(&batch.changes[0], "refused");
+        assert_eq!(rejections.len(), 2);
+        assert!(rejections[1].fields.starts_with(b"op=set\n"));
+    }
+
+    #[test]
     fn a_delete_ends_the_session_and_keeps_the_row_for_insertion() {
         let first = record(1, b"a");
         let handle = Handle::from_session_id(b"s1");
@@ -242,6 +352,22 @@ mod tests {
         let end = change.end.as_ref().unwrap();
         assert_eq!((end.version, end.reason), (2, "revoke"));
         assert_eq!(end.ended_at.timestamp_millis(), (T0 + 7) as i64);
+    }
+
+    #[test]
+    fn user_revocations_are_kept_apart_from_session_changes() {
+        let revocation = qsess_record::UserRevocation { user: b"42", at_ms: T0 + 3, except: None };
+        let fields = revocation
+            .fields()
+            .into_iter()
+            .map(|(name, value)| (name.as_bytes().to_vec(), value.into_owned()))
+            .collect();
+        let entries = vec![StreamEntry { stream: 0, id: EntryId { ms: T0 + 3, seq: 0 }, fields }];
+        let batch = FoldedBatch::fold(&entries);
+        assert!(batch.changes.is_empty() && batch.rejections.is_empty());
+        assert_eq!(batch.user_revocations.len(), 1);
+        assert_eq!(batch.user_revocations[0].user_id, "42");
+        assert_eq!(batch.user_revocations[0].at.timestamp_millis(), (T0 + 3) as i64);
     }
 
     #[test]

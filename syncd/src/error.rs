@@ -24,6 +24,21 @@ pub enum Error {
     GaveUp { attempts: u32, elapsed: Duration },
 }
 
+/// An error and its causes, "outer: inner: innermost", for log lines that must say what failed.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Error {
     /// Whether the same operation may succeed later: lost connections, timeouts, a restarting server,
     /// serialization failures and deadlocks. Bad data and bad configuration never heal by waiting.
@@ -34,7 +49,7 @@ impl Error {
                     || error.is_connection_dropped()
                     || error.is_connection_refusal()
                     || error.is_timeout()
-                    || matches!(error.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "BUSY"))
+                    || matches!(error.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "BUSY" | "UNBLOCKED"))
             }
             Error::Postgres(error) => postgres_error_is_retryable(error),
             Error::Migration(_) => false,

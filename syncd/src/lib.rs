@@ -85,7 +85,7 @@ async fn migrate_when_reachable(config: &RunConfig, mut shutdown: Shutdown) -> R
         match migrations::migrate(&config.database_url).await {
             Ok(_) => return Ok(true),
             Err(error) if error.is_retryable() => {
-                tracing::warn!(error = %error, attempt = backoff.attempts(), "postgres is not reachable yet; retrying");
+                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "postgres is not reachable yet; retrying");
                 if !backoff.wait(&mut shutdown).await {
                     return Ok(false);
                 }
@@ -107,7 +107,7 @@ async fn purge_periodically(config: RunConfig, mut shutdown: Shutdown) {
             purge::purge_expired(&client, &config.purge).await
         };
         if let Err(error) = purged.await {
-            tracing::warn!(error = %error, "purging expired sessions failed; will try again");
+            tracing::warn!(error = %crate::error::chain(&error), "purging expired sessions failed; will try again");
         }
     }
 }

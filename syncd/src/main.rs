@@ -33,6 +33,7 @@ fn main() -> ExitCode {
 async fn execute(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Migrate(arguments) => {
+            qsess_syncd::config::validate_database_url(&arguments.database_url)?;
             let applied = qsess_syncd::migrate(&arguments.database_url).await?;
             tracing::info!(applied, "database schema is up to date");
             Ok(ExitCode::SUCCESS)
@@ -43,6 +44,8 @@ async fn execute(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify(arguments) => {
+            qsess_syncd::config::validate_redis_url(&arguments.redis.redis_url)?;
+            qsess_syncd::config::validate_database_url(&arguments.database.database_url)?;
             let report = qsess_syncd::verify(&arguments.redis.redis_url, &arguments.database.database_url).await?;
             for difference in &report.differences {
                 println!("{difference}");

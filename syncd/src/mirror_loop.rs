@@ -61,7 +61,9 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
             match acknowledger.trim(&newest_untrimmed).await {
                 Ok(()) => newest_untrimmed.clear(),
                 // Trimming only reclaims memory; the next attempt covers these entries too.
-                Err(error) => tracing::warn!(error = %error, "trimming the change streams failed; will retry"),
+                Err(error) => {
+                    tracing::warn!(error = %crate::error::chain(&error), "trimming the change streams failed; will retry")
+                }
             }
             last_trim = Instant::now();
         }
@@ -155,7 +157,7 @@ async fn read_batch(
             Err(error) if error.is_retryable() => {
                 streams.reset();
                 metrics::counter!("qsess_syncd_retries_total", "target" => "redis").increment(1);
-                tracing::warn!(error = %error, attempt = backoff.attempts(), "reading the change streams failed; retrying");
+                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "reading the change streams failed; retrying");
                 if !entries.is_empty() {
                     // Entries already read are delivered and pending; commit them rather than wait.
                     return Ok(Some(entries));
@@ -188,7 +190,7 @@ async fn commit(
             Err(error) if error.is_retryable() => {
                 mirror.reset();
                 metrics::counter!("qsess_syncd_retries_total", "target" => "postgres").increment(1);
-                tracing::warn!(error = %error, attempt = backoff.attempts(), "writing to postgres failed; retrying");
+                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "writing to postgres failed; retrying");
                 // Shutdown does not cut this short: the batch is read and must be committed first.
                 tokio::time::sleep(backoff.next_delay()).await;
             }
@@ -205,7 +207,7 @@ async fn acknowledge(config: &RunConfig, streams: &mut ChangeStreams, entries: &
             Err(error) if error.is_retryable() => {
                 streams.reset();
                 metrics::counter!("qsess_syncd_retries_total", "target" => "redis").increment(1);
-                tracing::warn!(error = %error, attempt = backoff.attempts(), "acknowledging failed; retrying");
+                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "acknowledging failed; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(error) => return Err(error),

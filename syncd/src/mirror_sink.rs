@@ -1,8 +1,10 @@
 //! The Postgres side of the mirror: one transaction per batch, every write guarded by version.
 //!
 //! Upserts and ends use UNNEST arrays (one statement and one plan for any batch size). A row changes
-//! only when the incoming version is newer, so replays, duplicates and reordering cannot make the
-//! mirror older. If a batch fails for a reason that retrying cannot fix, its changes are applied one by
+//! only when the incoming change is newer, so replays, duplicates and reordering cannot make the
+//! mirror older. "Newer" is (created_at, version): versions restart at 1 when an id is used again after
+//! its session expired, and that later incarnation must win over the old row, while a replayed change
+//! of the old incarnation (created earlier, or a touch or end from before the new creation) never does. If a batch fails for a reason that retrying cannot fix, its changes are applied one by
 //! one and those Postgres refuses are recorded in `qsess.rejected_changes`; they never block the rest.
 
 use crate::change_batch::{FoldedBatch, NetChange, Rejection};
@@ -13,22 +15,22 @@ use tokio_postgres::{Client, NoTls, Transaction};
 
 const UPSERT_SESSIONS: &str = "
 insert into qsess.sessions as s (handle, user_id, data, ip, user_agent, location, country, created_at, updated_at,
-                                 last_seen, expires_at, absolute_expires_at, idle_timeout_ms, version)
+                                 last_seen, expires_at, absolute_expires_at, idle_timeout_ms, version, device)
 select * from unnest($1::text[], $2::text[], $3::bytea[], $4::inet[], $5::text[], $6::text[], $7::text[],
                      $8::timestamptz[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[],
-                     $12::timestamptz[], $13::int8[], $14::int8[])
+                     $12::timestamptz[], $13::int8[], $14::int8[], $15::text[])
 on conflict (handle) do update set
     user_id = excluded.user_id, data = excluded.data, ip = excluded.ip, user_agent = excluded.user_agent,
-    location = excluded.location, country = excluded.country, created_at = excluded.created_at,
+    location = excluded.location, country = excluded.country, device = excluded.device, created_at = excluded.created_at,
     updated_at = excluded.updated_at, last_seen = excluded.last_seen, expires_at = excluded.expires_at,
     absolute_expires_at = excluded.absolute_expires_at, idle_timeout_ms = excluded.idle_timeout_ms,
     version = excluded.version, ended_at = null, end_reason = null
-where excluded.version > s.version";
+where (excluded.created_at, excluded.version) > (s.created_at, s.version)";
 
 const APPLY_TOUCHES: &str = "
 update qsess.sessions as s set last_seen = t.last_seen, expires_at = t.expires_at, version = t.version
 from unnest($1::text[], $2::timestamptz[], $3::timestamptz[], $4::int8[]) as t(handle, last_seen, expires_at, version)
-where s.handle = t.handle and s.version < t.version";
+where s.handle = t.handle and s.version < t.version and t.last_seen >= s.created_at";
 
 // An end for a session the mirror never saw still leaves a row: it is what stops an older `set`,
 // replayed later, from bringing the session back.
@@ -39,7 +41,13 @@ select t.handle, t.user_id, '\\x', t.ended_at, t.ended_at, t.ended_at, t.ended_a
 from unnest($1::text[], $2::text[], $3::int8[], $4::timestamptz[], $5::text[]) as t(handle, user_id, version, ended_at, reason)
 on conflict (handle) do update set
     data = '\\x', version = excluded.version, ended_at = excluded.ended_at, end_reason = excluded.end_reason
-where excluded.version > s.version";
+where excluded.version > s.version and excluded.ended_at >= s.created_at";
+
+// Ends sessions only the mirror may still hold. A session active since the revocation (kept with
+// EXCEPT and rotated, or created after it) was live in Redis then and is left alone.
+const END_USER_SESSIONS: &str = "
+update qsess.sessions set ended_at = $2, end_reason = 'revoke', data = '\\x'
+where user_id = $1 and ended_at is null and last_seen < $2 and handle is distinct from $3";
 
 const RECORD_REJECTION: &str = "
 insert into qsess.rejected_changes (stream, entry_id, handle, op, version, error, fields)
@@ -81,6 +89,7 @@ impl Mirror {
         let whole = async {
             let transaction = client.transaction().await?;
             write_changes(&transaction, &batch.changes).await?;
+            end_user_sessions(&transaction, batch).await?;
             record_rejections(&transaction, &batch.rejections, stream_names).await?;
             transaction.commit().await
         };
@@ -88,7 +97,7 @@ impl Mirror {
             Ok(()) => Ok(ApplyOutcome { changes: batch.changes.len(), rejected: batch.rejections.len() }),
             Err(error) if postgres_error_is_retryable(&error) => Err(error.into()),
             Err(error) => {
-                tracing::warn!(error = %error, changes = batch.changes.len(), "batch refused by postgres; applying its changes one by one");
+                tracing::warn!(error = %crate::error::chain(&error), changes = batch.changes.len(), "batch refused by postgres; applying its changes one by one");
                 self.apply_one_by_one(batch, stream_names).await
             }
         }
@@ -108,12 +117,14 @@ impl Mirror {
                 Ok(()) => applied += 1,
                 Err(error) if postgres_error_is_retryable(&error) => return Err(error.into()),
                 Err(error) => {
-                    tracing::error!(handle = %change.handle, error = %error, "postgres refused a change; recorded in qsess.rejected_changes");
-                    rejections.push(rejection_of(change, &error));
+                    tracing::error!(handle = %change.handle, error = %crate::error::chain(&error), "postgres refused a change; recorded in qsess.rejected_changes");
+                    let reason = error.as_db_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
+                    rejections.extend(batch.rejections_of(change, &reason));
                 }
             }
         }
         let transaction = client.transaction().await?;
+        end_user_sessions(&transaction, batch).await?;
         record_rejections(&transaction, &rejections, stream_names).await?;
         transaction.commit().await?;
         Ok(ApplyOutcome { changes: applied, rejected: rejections.len() })
@@ -124,7 +135,7 @@ pub async fn connect(database_url: &str) -> Result<Client, Error> {
     let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::warn!(error = %error, "postgres connection closed");
+            tracing::warn!(error = %crate::error::chain(&error), "postgres connection closed");
         }
     });
     Ok(client)
@@ -147,6 +158,7 @@ async fn write_changes(transaction: &Transaction<'_>, changes: &[NetChange]) -> 
         let absolute: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.absolute_expires_at).collect();
         let idle: Vec<i64> = rows.iter().map(|row| row.idle_timeout_ms).collect();
         let versions: Vec<i64> = rows.iter().map(|row| row.version).collect();
+        let devices: Vec<Option<&str>> = rows.iter().map(|row| row.device.as_deref()).collect();
         transaction
             .execute(
                 UPSERT_SESSIONS,
@@ -165,6 +177,7 @@ async fn write_changes(transaction: &Transaction<'_>, changes: &[NetChange]) -> 
                     &absolute,
                     &idle,
                     &versions,
+                    &devices,
                 ],
             )
             .await?;
@@ -187,6 +200,13 @@ async fn write_changes(transaction: &Transaction<'_>, changes: &[NetChange]) -> 
         let ended: Vec<DateTime<Utc>> = ends.iter().map(|(_, end)| end.ended_at).collect();
         let reasons: Vec<&str> = ends.iter().map(|(_, end)| end.reason).collect();
         transaction.execute(END_SESSIONS, &[&handles, &user_ids, &versions, &ended, &reasons]).await?;
+    }
+    Ok(())
+}
+
+async fn end_user_sessions(transaction: &Transaction<'_>, batch: &FoldedBatch) -> Result<(), tokio_postgres::Error> {
+    for revocation in &batch.user_revocations {
+        transaction.execute(END_USER_SESSIONS, &[&revocation.user_id, &revocation.at, &revocation.except]).await?;
     }
     Ok(())
 }
@@ -214,26 +234,4 @@ async fn record_rejections(
             .await?;
     }
     Ok(())
-}
-
-fn rejection_of(change: &NetChange, error: &tokio_postgres::Error) -> Rejection {
-    let reason = error.as_db_error().map_or_else(|| error.to_string(), |db| db.message().to_owned());
-    Rejection {
-        stream: usize::MAX,
-        entry_id: crate::stream_entry::EntryId { ms: 0, seq: 0 },
-        handle: Some(change.handle.clone()),
-        op: Some(
-            if change.end.is_some() {
-                "del"
-            } else if change.upsert.is_some() {
-                "set"
-            } else {
-                "touch"
-            }
-            .to_owned(),
-        ),
-        version: i64::try_from(change.version).ok(),
-        error: reason,
-        fields: Vec::new(),
-    }
 }

@@ -28,13 +28,16 @@ const READ_BLOCK: Duration = Duration::from_millis(100);
 /// Most misses answered with one query.
 const MAX_BATCH: usize = 500;
 
+// One primary-key probe per requested handle, whatever plan Postgres caches for the prepared
+// statement: `handle = any($1)` on the table let a cached generic plan walk a whole index instead.
 const SELECT_SESSIONS: &str = "
-select handle, user_id, data, ip, user_agent, location, country,
-       (extract(epoch from created_at) * 1000)::int8, (extract(epoch from updated_at) * 1000)::int8,
-       (extract(epoch from last_seen) * 1000)::int8,
-       coalesce((extract(epoch from absolute_expires_at) * 1000)::int8, 0), idle_timeout_ms, version
-from qsess.sessions
-where handle = any($1) and ended_at is null and expires_at > now()";
+select s.handle, s.user_id, s.data, s.ip, s.user_agent, s.location, s.country,
+       (extract(epoch from s.created_at) * 1000)::int8, (extract(epoch from s.updated_at) * 1000)::int8,
+       (extract(epoch from s.last_seen) * 1000)::int8,
+       coalesce((extract(epoch from s.absolute_expires_at) * 1000)::int8, 0), s.idle_timeout_ms, s.version, s.device
+from unnest($1::text[]) as requested(handle)
+join qsess.sessions as s on s.handle = requested.handle
+where s.ended_at is null and s.expires_at > now()";
 
 /// Runs the loader until shutdown, reconnecting with backoff; detaches on the way out.
 pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
@@ -44,7 +47,7 @@ pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mu
             Ok(()) => break,
             Err(error) => {
                 metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
-                tracing::warn!(error = %error, "the loader lost a connection; reattaching");
+                tracing::warn!(error = %crate::error::chain(&error), "the loader lost a connection; reattaching");
                 if !backoff.wait(&mut shutdown).await {
                     break;
                 }
@@ -66,11 +69,15 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
     let keys: Vec<String> = (0..layout.buckets).map(|bucket| layout.miss_stream(bucket)).collect();
     let postgres = mirror_sink::connect(database_url).await?;
     let select = postgres.prepare(SELECT_SESSIONS).await?;
+    // Start after the newest request that exists before attaching: older ones were answered by their
+    // timeouts already, and every one made from now on is read, even if it comes before the first read.
+    let mut last_ids = Vec::with_capacity(keys.len());
+    for key in &keys {
+        last_ids.push(newest_entry_id(&mut connection, key).await?);
+    }
     attach(&mut connection).await?;
     let mut renewed = Instant::now();
     tracing::info!("attached as the loader");
-    // Requests from before this loader attached are answered by their timeouts already.
-    let mut last_ids: Vec<String> = vec!["$".to_owned(); keys.len()];
     while !shutdown.is_requested() {
         if renewed.elapsed() >= RENEW_EVERY {
             attach(&mut connection).await?;
@@ -89,7 +96,7 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
                 Ok((handle, record)) => {
                     found.insert(handle, record);
                 }
-                Err(error) => tracing::warn!(error = %error, "a mirrored row cannot be restored"),
+                Err(error) => tracing::warn!(error = %crate::error::chain(&error), "a mirrored row cannot be restored"),
             }
         }
         let mut pipeline = redis::pipe();
@@ -112,6 +119,23 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
         tracing::debug!(misses = misses.len(), restored, "answered misses");
     }
     Ok(())
+}
+
+/// The id of a stream's newest entry, or `0-0` for an empty or missing stream.
+async fn newest_entry_id(connection: &mut MultiplexedConnection, key: &str) -> Result<String, Error> {
+    let newest: Value =
+        redis::cmd("XREVRANGE").arg(key).arg("+").arg("-").arg("COUNT").arg(1).query_async(connection).await?;
+    let id = match newest {
+        Value::Array(entries) => entries.first().and_then(|entry| match entry {
+            Value::Array(parts) => parts.first().and_then(|id| match id {
+                Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
+                _ => None,
+            }),
+            _ => None,
+        }),
+        _ => None,
+    };
+    Ok(id.unwrap_or_else(|| "0-0".to_owned()))
 }
 
 async fn attach(connection: &mut MultiplexedConnection) -> Result<(), Error> {
@@ -163,6 +187,7 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<u8>), Error
     let user_agent: Option<String> = row.try_get(4)?;
     let location: Option<String> = row.try_get(5)?;
     let country: Option<String> = row.try_get(6)?;
+    let device: Option<String> = row.try_get(13)?;
     let milliseconds = |index: usize| -> Result<u64, Error> { Ok(row.try_get::<_, i64>(index)?.max(0) as u64) };
     let record = SessionRecord {
         version: milliseconds(12)?,
@@ -176,6 +201,8 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<u8>), Error
         user_agent: user_agent.as_deref().map(str::as_bytes),
         location: location.as_deref().map(str::as_bytes),
         country: country.as_deref().map(str::as_bytes),
+        // The module stores a device summary only when it keeps no user agent; otherwise it derives it.
+        device: device.as_deref().filter(|_| user_agent.is_none()).map(str::as_bytes),
         data: &data,
     };
     Ok((handle, record.encode()))

@@ -14,6 +14,8 @@ pub struct SessionRow {
     pub user_agent: Option<String>,
     pub location: Option<String>,
     pub country: Option<String>,
+    /// "Firefox 120 on Linux": stored in the record when its user agent is not, else derived from it.
+    pub device: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_seen: DateTime<Utc>,
@@ -51,6 +53,10 @@ impl SessionRow {
             user_agent: record.user_agent.map(lenient_text),
             location: record.location.map(lenient_text),
             country: record.country.map(lenient_text),
+            device: match record.device {
+                Some(device) => Some(lenient_text(device)),
+                None => record.user_agent.and_then(qsess_record::device_summary),
+            },
             created_at: timestamp(record.created_ms, "created")?,
             updated_at: timestamp(record.updated_ms, "updated")?,
             last_seen: timestamp(record.seen_ms, "seen")?,
@@ -101,6 +107,7 @@ mod tests {
             user_agent: Some(b"curl\0/8 \xff"),
             location: None,
             country: None,
+            device: None,
             data: b"payload",
         }
     }
@@ -115,6 +122,18 @@ mod tests {
         assert_eq!(row.expires_at.timestamp_millis(), 1_764_000_062_000);
         assert_eq!(row.absolute_expires_at, None);
         assert_eq!((row.idle_timeout_ms, row.version), (60_000, 3));
+    }
+
+    #[test]
+    fn the_device_is_the_stored_summary_or_the_user_agent_s() {
+        let handle = Handle::from_session_id(b"sid");
+        let firefox = b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
+        let derived = SessionRecord { user_agent: Some(firefox), ..record() };
+        assert_eq!(SessionRow::from_record(handle, &derived).unwrap().device.as_deref(), Some("Firefox 120 on Linux"));
+        let stored = SessionRecord { user_agent: None, device: Some(b"Safari 17 on iPhone"), ..record() };
+        assert_eq!(SessionRow::from_record(handle, &stored).unwrap().device.as_deref(), Some("Safari 17 on iPhone"));
+        let neither = SessionRecord { user_agent: None, ..record() };
+        assert_eq!(SessionRow::from_record(handle, &neither).unwrap().device, None);
     }
 
     #[test]

@@ -169,7 +169,8 @@ impl ChangeStreams {
         };
         let reply: Value = match command.query_async(&mut connection).await {
             Ok(reply) => reply,
-            Err(error) if error.code() == Some("NOGROUP") => {
+            // NOGROUP: the group is gone; UNBLOCKED: the stream was deleted under a blocked read (FLUSHALL).
+            Err(error) if matches!(error.code(), Some("NOGROUP" | "UNBLOCKED")) => {
                 tracing::warn!(
                     group = %self.group,
                     "consumer group is missing (Redis restarted without its data?); recreating it and reading every entry left in the streams"

@@ -107,7 +107,7 @@ fn byuser_withmeta_carries_the_device_fields_in_order() {
         let sessions = byuser_with_meta_as_pairs(con, "42");
         assert_eq!(sessions.len(), 2, "{sessions:?}");
         let names: Vec<&str> = sessions[0].iter().map(|(field, _)| field.as_str()).collect();
-        assert_eq!(names, ["handle", "ip", "ua", "created", "seen", "expires"]);
+        assert_eq!(names, ["handle", "ip", "ua", "device", "created", "seen", "expires"]);
         let names: Vec<&str> = sessions[1].iter().map(|(field, _)| field.as_str()).collect();
         assert_eq!(names, ["handle", "created", "seen", "expires"], "absent fields are omitted, data never shown");
 
@@ -115,6 +115,7 @@ fn byuser_withmeta_carries_the_device_fields_in_order() {
         assert_eq!(text_of_reply_word(field_of(desktop, "handle")), handle_text_of_session_id("desktop"));
         assert_eq!(text_of_reply_word(field_of(desktop, "ip")), "198.51.100.7");
         assert_eq!(text_of_reply_word(field_of(desktop, "ua")), "Firefox/128");
+        assert_eq!(text_of_reply_word(field_of(desktop, "device")), "Firefox 128", "summarised from the user agent");
         let peeked = peek_as_pairs(con, "desktop");
         for name in ["created", "seen", "expires"] {
             assert_eq!(field_of(desktop, name), field_of(&peeked, name), "{name} differs from PEEK");

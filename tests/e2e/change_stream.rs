@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use qsess_record::{ChangeRecord, Handle, SessionRecord};
+use qsess_record::{ChangeRecord, Handle, SessionRecord, UserRevocation};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
@@ -29,13 +29,25 @@ fn handle_text_of_session_id(session_id: &str) -> String {
     Handle::from_session_id(session_id.as_bytes()).to_string()
 }
 
-fn every_raw_stream_entry(con: &mut Connection) -> Vec<RawStreamEntry> {
+/// Every entry of the stream: per-session change records and `revokeuser` entries alike.
+fn every_raw_stream_entry_of_any_kind(con: &mut Connection) -> Vec<RawStreamEntry> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
         redis::cmd("XRANGE").arg(CHANGE_STREAM_KEY).arg("-").arg("+").query(con).unwrap();
     entries
         .into_iter()
         .map(|(id, flat)| (id, flat.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()))
         .collect()
+}
+
+fn is_user_revocation(entry: &RawStreamEntry) -> bool {
+    let pairs: Vec<(&[u8], &[u8])> =
+        entry.1.iter().map(|(field, value)| (field.as_slice(), value.as_slice())).collect();
+    UserRevocation::parse(&pairs).is_some()
+}
+
+/// The per-session change records, without `revokeuser` entries (which name a user, not a session).
+fn every_raw_stream_entry(con: &mut Connection) -> Vec<RawStreamEntry> {
+    every_raw_stream_entry_of_any_kind(con).into_iter().filter(|entry| !is_user_revocation(entry)).collect()
 }
 
 fn parse_raw_stream_entry(entry: &RawStreamEntry) -> ChangeRecord<'_> {
@@ -137,6 +149,10 @@ fn every_operation_writes_an_entry_with_the_documented_fields_in_order() {
     send_command_expecting_success(&mut con, &["QSESS.REVOKEUSER", "42"]);
     send_command_expecting_success(&mut con, &["QSESS.DEL", "guest"]);
 
+    let revocations: Vec<RawStreamEntry> =
+        every_raw_stream_entry_of_any_kind(&mut con).into_iter().filter(is_user_revocation).collect();
+    assert_eq!(revocations.len(), 1, "one revokeuser entry for QSESS.REVOKEUSER");
+    assert_eq!(field_names_of(&revocations[0]), ["op", "u", "at"]);
     let entries = every_raw_stream_entry(&mut con);
     let mut seen_shapes = Vec::new();
     for entry in &entries {
@@ -265,14 +281,14 @@ fn stream_ids_strictly_increase() {
     pipeline.cmd("QSESS.REVOKEUSER").arg(1).ignore();
     pipeline.query::<()>(&mut con).unwrap();
 
-    let ids: Vec<(u64, u64)> = every_raw_stream_entry(&mut con)
+    let ids: Vec<(u64, u64)> = every_raw_stream_entry_of_any_kind(&mut con)
         .iter()
         .map(|(id, _)| {
             let (ms, seq) = id.split_once('-').unwrap();
             (ms.parse().unwrap(), seq.parse().unwrap())
         })
         .collect();
-    assert_eq!(ids.len(), 50 + 17);
+    assert_eq!(ids.len(), 50 + 17 + 1, "50 sets, 17 dels and the revokeuser entry");
     for pair in ids.windows(2) {
         assert!(pair[0] < pair[1], "stream ids do not increase: {pair:?}");
     }

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use qsess_record::{ChangeRecord, Handle};
+use qsess_record::{ChangeRecord, Handle, UserRevocation};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
@@ -93,6 +93,10 @@ fn change_kinds_in_stream(con: &mut Connection) -> Vec<String> {
     for (id, flat_fields) in &entries {
         let pairs: Vec<(&[u8], &[u8])> =
             flat_fields.chunks_exact(2).map(|pair| (pair[0].as_slice(), pair[1].as_slice())).collect();
+        if UserRevocation::parse(&pairs).is_some() {
+            kinds.push(UserRevocation::OP.to_owned());
+            continue;
+        }
         kinds.push(match ChangeRecord::parse(&pairs).unwrap_or_else(|e| panic!("entry {id}: {e}")) {
             ChangeRecord::Delete { reason, .. } => format!("del/{}", reason.as_str()),
             other => other.op().as_str().to_owned(),
@@ -177,7 +181,7 @@ fn replica_with_the_module_ends_up_identical_and_answers_reads_alike() {
     let mut primary_con = primary.connection();
     let (session_ids, user_ids) = run_workload_of_every_write_command(&mut primary_con);
     let kinds = change_kinds_in_stream(&mut primary_con);
-    assert_eq!(kinds, ["del/limit", "del/logout", "del/revoke", "del/rotate", "set", "touch"]);
+    assert_eq!(kinds, ["del/limit", "del/logout", "del/revoke", "del/rotate", "revokeuser", "set", "touch"]);
     replica.wait_caught_up(&primary);
     let mut replica_con = replica.connection();
 

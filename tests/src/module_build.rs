@@ -1,10 +1,10 @@
 //! Locating the qsess module shared library (`libqsess.so`), building it with cargo when needed.
 
 use std::env;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+
+use crate::cargo_build::{cargo_build, compiler_artifacts};
 
 /// Environment variable naming a prebuilt module to load instead of building one.
 pub const MODULE_PATH_ENV: &str = "QSESS_MODULE_PATH";
@@ -57,74 +57,38 @@ fn prebuilt_module(path: PathBuf) -> Result<PathBuf, String> {
     }
 }
 
-/// The workspace root: the parent of this crate's directory.
-fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the qsess-tests crate lives inside the workspace root")
-}
-
 fn build_module() -> Result<PathBuf, String> {
-    let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-    let root = workspace_root();
-    let mut command = Command::new(&cargo);
-    command
-        .args(["build", "-p", MODULE_PACKAGE, "--message-format=json-render-diagnostics"])
-        .current_dir(root)
-        .stdin(Stdio::null());
-    // The Debug form of a Command with a current_dir reads `cd "<dir>" && "cargo" "build" ...`.
-    let described = format!("{command:?}");
-    let output = command.output().map_err(|e| format!("cannot run {described}: {e}"))?;
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    if !output.status.success() {
-        return Err(format!(
-            "building the qsess module failed: {described} exited with {}\n\
-             --- cargo stderr ---\n{stderr}",
-            output.status
-        ));
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let mut libraries = cdylib_artifacts(&stdout);
+    let build = cargo_build(&["-p", MODULE_PACKAGE])?;
+    let mut libraries = cdylib_artifacts(&build.stdout);
     match (libraries.pop(), libraries.is_empty()) {
         (Some(library), true) if library.is_file() => Ok(library),
         (Some(library), true) => Err(format!(
             "cargo reported the qsess module at {}, but no such file exists\n\
-             --- cargo stderr ---\n{stderr}",
-            library.display()
+             --- cargo stderr ---\n{}",
+            library.display(),
+            build.stderr
         )),
         (None, _) => Err(format!(
-            "{described} succeeded but reported no cdylib artifact (is `crate-type` still \
-             \"cdylib\" in module/Cargo.toml?)\n--- cargo stderr ---\n{stderr}"
+            "{} succeeded but reported no cdylib artifact (is `crate-type` still \
+             \"cdylib\" in module/Cargo.toml?)\n--- cargo stderr ---\n{}",
+            build.described, build.stderr
         )),
-        (Some(_), false) => {
-            Err(format!("{described} reported several cdylib artifacts, expected only libqsess.so: {stdout}"))
-        }
+        (Some(_), false) => Err(format!(
+            "{} reported several cdylib artifacts, expected only libqsess.so: {}",
+            build.described, build.stdout
+        )),
     }
 }
 
 /// The `.so` filenames of every `compiler-artifact` message for a target of kind `cdylib` in
 /// cargo's JSON message stream.
 fn cdylib_artifacts(json_lines: &str) -> Vec<PathBuf> {
-    let mut libraries = Vec::new();
-    for line in json_lines.lines() {
-        let Ok(message) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        if message["reason"] != "compiler-artifact" {
-            continue;
-        }
-        let is_cdylib =
-            message["target"]["kind"].as_array().is_some_and(|kinds| kinds.iter().any(|kind| kind == "cdylib"));
-        if !is_cdylib {
-            continue;
-        }
-        let filenames = message["filenames"].as_array().into_iter().flatten();
-        libraries.extend(
-            filenames
-                .filter_map(serde_json::Value::as_str)
-                .map(PathBuf::from)
-                .filter(|path| path.extension().is_some_and(|ext| ext == "so")),
-        );
-    }
-    libraries
+    compiler_artifacts(json_lines)
+        .into_iter()
+        .filter(|artifact| artifact.is_kind("cdylib"))
+        .flat_map(|artifact| artifact.filenames)
+        .filter(|path| path.extension().is_some_and(|ext| ext == "so"))
+        .collect()
 }
 
 #[cfg(test)]

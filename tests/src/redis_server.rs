@@ -40,6 +40,8 @@ pub struct RedisServer {
     /// Port of the primary this server was started as a replica of.
     primary_port: Option<u16>,
     dir: TempDir,
+    /// How it was started, for [`restart_empty`](RedisServer::restart_empty).
+    builder: RedisServerBuilder,
 }
 
 /// Configures and starts a [`RedisServer`]; see [`RedisServer::builder`].
@@ -136,6 +138,31 @@ impl RedisServer {
     /// After a 10 s deadline, with both servers' last `INFO replication` in the message.
     pub fn wait_caught_up(&self, primary: &RedisServer) {
         self.wait_caught_up_with_port(primary.port);
+    }
+
+    /// Stops the server (SIGTERM, then SIGKILL after 5 s) and starts a new `redis-server` with the
+    /// same arguments on the same port and directory, holding no data: what a server that lost
+    /// everything looks like to its clients. Persistence files left in the directory are deleted
+    /// first, so the new server starts empty even when started with persistence on. The log goes on
+    /// in the same file, after a line saying the harness restarted it.
+    ///
+    /// # Panics
+    ///
+    /// If the new server does not answer PING within 10 s (for example because another process took
+    /// the port meanwhile); the message includes the log.
+    pub fn restart_empty(&mut self) {
+        stop(&mut self.child);
+        for file in ["dump.rdb", "appendonly.aof"] {
+            let _ = fs::remove_file(self.dir.path().join(file));
+        }
+        let _ = fs::remove_dir_all(self.dir.path().join("appendonlydir"));
+        let mut log = open_log_for_append(&log_path(self.dir.path()));
+        let _ = writeln!(log, "===== qsess test harness: restarting redis-server empty on port {} =====", self.port);
+        let module = self.builder.with_module.then(module_path);
+        match self.builder.spawn_until_ready(module, self.port, self.dir.path()) {
+            Ok(child) => self.child = child,
+            Err(failure) => panic!("restarting empty: {}", failure.message),
+        }
     }
 
     fn wait_caught_up_with_port(&self, primary_port: u16) {
@@ -239,14 +266,22 @@ impl RedisServerBuilder {
             .prefix("qsess-redis-")
             .tempdir()
             .unwrap_or_else(|e| panic!("cannot create a temporary directory for redis: {e}"));
-        let log_path = log_path(dir.path());
+        let child = self.spawn_until_ready(module, port, dir.path())?;
+        Ok(RedisServer { child, port, primary_port: self.primary_port, dir, builder: self.clone() })
+    }
+
+    /// Spawns `redis-server` on `port` with `dir` as its `--dir` (appending to the log there) and
+    /// waits until it answers PING.
+    fn spawn_until_ready(&self, module: Option<&Path>, port: u16, dir: &Path) -> Result<Child, StartFailure> {
+        let log_path = log_path(dir);
+        let log_start = fs::metadata(&log_path).map_or(0, |metadata| metadata.len());
         let mut command = Command::new(redis_server_binary());
         command
             .arg("--port")
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(dir.path())
+            .arg(dir)
             .arg("--logfile")
             .arg(&log_path)
             .args(["--enable-debug-command", "local"])
@@ -278,12 +313,13 @@ impl RedisServerBuilder {
         };
 
         match wait_until_ready(&mut child, port) {
-            Ok(()) => Ok(RedisServer { child, port, primary_port: self.primary_port, dir }),
+            Ok(()) => Ok(child),
             Err(reason) => {
                 stop(&mut child);
-                let log = read_log(dir.path());
+                let log = read_log(dir);
+                let since_start = log.get(usize::try_from(log_start).unwrap_or(usize::MAX)..).unwrap_or(&log);
                 Err(StartFailure {
-                    port_in_use: log.contains("Address already in use"),
+                    port_in_use: since_start.contains("Address already in use"),
                     message: format!(
                         "redis-server on port {port} failed to start: {reason}\n\
                          command: {command:?}\n--- redis log ---\n{log}--- end of redis log ---"

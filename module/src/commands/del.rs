@@ -22,7 +22,7 @@ pub(crate) fn del(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Comm
         .collect::<Result<Vec<_>, _>>()?;
     let mut sessions = SessionsToEnd::new(&effects);
     for address in addresses {
-        sessions.add_if_live(address, None)?;
+        sessions.add(address, None)?;
     }
     let ended = sessions.end_all(DeleteReason::Logout)?;
     Ok(RedisValue::Integer(ended as i64))

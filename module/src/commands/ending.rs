@@ -11,16 +11,37 @@ use crate::session_lookup::{self, live_record};
 use qsess_record::{DeleteReason, Handle};
 use std::collections::HashMap;
 
+/// What [`SessionsToEnd::add`] found at an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// A live session (of the expected owner, when one was given): queued to be ended.
+    Live,
+    /// No session in Redis. It may still live in the mirror (Redis lost it): queued to be ended
+    /// there, and tombstoned here so that no reload brings it back.
+    Absent,
+    /// A live session of another user (its id expired and was used again): left alone.
+    NotOwned,
+    /// Already queued by this command.
+    Duplicate,
+}
+
 pub(crate) struct SessionsToEnd<'e, 'ctx> {
     effects: &'e Effects<'ctx>,
     live: Vec<(SessionAddress, RedisKey<'ctx>, Option<Vec<u8>>)>,
+    absent: Vec<(SessionAddress, Option<Vec<u8>>)>,
     indexes: HashMap<(u32, Vec<u8>), RedisKey<'ctx>>,
     streams: HashMap<u32, RedisKey<'ctx>>,
 }
 
 impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
     pub(crate) fn new(effects: &'e Effects<'ctx>) -> SessionsToEnd<'e, 'ctx> {
-        SessionsToEnd { effects, live: Vec::new(), indexes: HashMap::new(), streams: HashMap::new() }
+        SessionsToEnd {
+            effects,
+            live: Vec::new(),
+            absent: Vec::new(),
+            indexes: HashMap::new(),
+            streams: HashMap::new(),
+        }
     }
 
     /// Uses an index the caller already opened, so the same key is never open twice.
@@ -29,35 +50,52 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
         self
     }
 
-    /// Queues the session at `address` if it is live and, when `owner` is given, owned by that user;
-    /// duplicates are ignored. Reports whether it was queued. The owner check matters because an index
-    /// can still list a handle whose session expired and was later created again for another user.
-    pub(crate) fn add_if_live(&mut self, address: SessionAddress, owner: Option<&[u8]>) -> Result<bool, CommandError> {
-        if self.live.iter().any(|(queued, _, _)| queued.handle == address.handle) {
-            return Ok(false);
+    /// Queues the session at `address` to be ended: a live one (owned by `owner`, when given), or one
+    /// Redis does not hold. The owner check matters because an index can still list a handle whose
+    /// session expired and was later created again for another user.
+    pub(crate) fn add(&mut self, address: SessionAddress, owner: Option<&[u8]>) -> Result<Found, CommandError> {
+        let queued = |handle: &Handle| {
+            self.live.iter().any(|(queued, _, _)| queued.handle == *handle)
+                || self.absent.iter().any(|(queued, _)| queued.handle == *handle)
+        };
+        if queued(&address.handle) {
+            return Ok(Found::Duplicate);
         }
         let ctx = self.effects.ctx;
         let key = session_lookup::open_session_writable(ctx, &address)?;
         let expected_owner = owner;
         let owner = match live_record(&key, self.effects.now_ms) {
-            Ok(Some(record)) if expected_owner.is_some() && record.user != expected_owner => return Ok(false),
+            Ok(Some(record)) if expected_owner.is_some() && record.user != expected_owner => {
+                return Ok(Found::NotOwned)
+            }
             Ok(Some(record)) => record.user.map(<[u8]>::to_vec),
-            Ok(None) => return Ok(false),
+            Ok(None) => {
+                let owner = expected_owner.map(<[u8]>::to_vec);
+                self.open_keys_for(address.bucket, owner.as_deref())?;
+                self.absent.push((address, owner));
+                return Ok(Found::Absent);
+            }
             // An unreadable record can still be ended: its key goes, and a tombstone stops its return.
             Err(CommandError::CorruptRecord(_)) => None,
             Err(error) => return Err(error),
         };
-        if let Some(user_id) = &owner {
-            let index_id = (address.bucket, user_id.clone());
+        self.open_keys_for(address.bucket, owner.as_deref())?;
+        self.live.push((address, key, owner));
+        Ok(Found::Live)
+    }
+
+    fn open_keys_for(&mut self, bucket: u32, owner: Option<&[u8]>) -> Result<(), CommandError> {
+        let ctx = self.effects.ctx;
+        if let Some(user_id) = owner {
+            let index_id = (bucket, user_id.to_vec());
             if let std::collections::hash_map::Entry::Vacant(slot) = self.indexes.entry(index_id) {
-                slot.insert(session_lookup::open_index_writable(ctx, address.bucket, user_id)?);
+                slot.insert(session_lookup::open_index_writable(ctx, bucket, user_id)?);
             }
         }
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.streams.entry(address.bucket) {
-            slot.insert(session_lookup::open_stream_writable(ctx, address.bucket)?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.streams.entry(bucket) {
+            slot.insert(session_lookup::open_stream_writable(ctx, bucket)?);
         }
-        self.live.push((address, key, owner));
-        Ok(true)
+        Ok(())
     }
 
     /// The index opened for `user_id`, if any session of that user was queued or one was given.
@@ -72,13 +110,18 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
         Ok(())
     }
 
-    /// Ends every queued session and reports how many.
+    /// Ends every queued session and reports how many were live in Redis.
     pub(crate) fn end_all(self, reason: DeleteReason) -> Result<usize, CommandError> {
         for (address, key, owner) in &self.live {
             let index = owner.as_ref().and_then(|user_id| self.indexes.get(&(address.bucket, user_id.clone())));
             let stream = self.streams.get(&address.bucket).ok_or(CommandError::Internal)?;
             let ending = EndingSession { bucket: address.bucket, handle: address.handle, key };
             self.effects.end_session(&ending, index, stream, reason)?;
+        }
+        for (address, owner) in &self.absent {
+            let index = owner.as_ref().and_then(|user_id| self.indexes.get(&(address.bucket, user_id.clone())));
+            let stream = self.streams.get(&address.bucket).ok_or(CommandError::Internal)?;
+            self.effects.end_absent_session(address, owner.as_deref(), index, stream, reason)?;
         }
         Ok(self.live.len())
     }

@@ -88,6 +88,11 @@ fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8
     if session_lookup::is_tombstoned(ctx, address)? {
         return Ok(Outcome::Revoked);
     }
+    if session_lookup::revoked_with_user(ctx, address, &record)? {
+        // Leave a tombstone too: the id stays refused, and the waiters wake through it.
+        effects.write_tombstone(address.bucket, &address.handle, record.version + 1, Some(expires_ms))?;
+        return Ok(Outcome::Revoked);
+    }
     if let Some(user_id) = record.user {
         let user_bucket = keyspace().buckets.of_user(user_id);
         if user_bucket != address.bucket {

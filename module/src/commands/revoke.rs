@@ -1,7 +1,7 @@
 //! `QSESS.REVOKE uid handle [handle ...]`: end chosen sessions of a user by handle ("log out that
 //! device"). Handles that are not the user's are ignored. Replies how many were ended.
 
-use crate::commands::ending::SessionsToEnd;
+use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::session_id::SessionAddress;
@@ -24,16 +24,19 @@ pub(crate) fn revoke(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
     let bucket = keyspace().buckets.of_user(user_id);
     let index = session_lookup::open_index_writable(ctx, bucket, user_id)?;
     let mut owned = Vec::new();
+    let mut stale = Vec::new();
     for handle in handles {
         let member = RedisString::create_from_slice(ctx.get_raw(), handle.as_bytes());
-        if index.sorted_set_score(&member)?.is_some() && !owned.contains(&handle) {
-            owned.push(handle);
+        match index.sorted_set_score(&member)? {
+            // An expired member only needs dropping: nothing can bring an expired session back.
+            Some(expires_ms) if expires_ms <= effects.now_ms as f64 => stale.push(handle),
+            Some(_) if !owned.contains(&handle) => owned.push(handle),
+            _ => {}
         }
     }
     let mut sessions = SessionsToEnd::new(&effects).with_index(bucket, user_id, index);
-    let mut stale = Vec::new();
     for handle in owned {
-        if !sessions.add_if_live(SessionAddress { bucket, handle }, Some(user_id))? {
+        if sessions.add(SessionAddress { bucket, handle }, Some(user_id))? == Found::NotOwned {
             stale.push(handle);
         }
     }

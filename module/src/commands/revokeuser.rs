@@ -1,14 +1,15 @@
 //! `QSESS.REVOKEUSER uid [EXCEPT sid]`: end all of a user's sessions ("log out everywhere"), or all but
 //! the current one ("log out other devices"). Replies how many were ended.
 
-use crate::commands::ending::SessionsToEnd;
+use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
 use crate::error::{quote_input, CommandError};
+use crate::redis_key::{KeyKind, RedisKey};
 use crate::session_id::{self, SessionAddress};
 use crate::session_lookup;
 use crate::session_options::validate_user_id;
 use crate::settings::keyspace;
-use qsess_record::{DeleteReason, Handle};
+use qsess_record::{DeleteReason, Handle, UserRevocation};
 use redis_module::{Context, RedisValue};
 
 pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
@@ -33,12 +34,17 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
     let members = index.sorted_set_range(f64::NEG_INFINITY, f64::INFINITY)?;
     let mut sessions = SessionsToEnd::new(&effects).with_index(bucket, user_id, index);
     let mut stale = Vec::new();
-    for (member, _) in members {
+    for (member, expires_ms) in members {
         let Ok(handle) = Handle::parse(member.as_slice()) else { continue };
         if except.is_some_and(|except| except.handle == handle) {
             continue;
         }
-        if !sessions.add_if_live(SessionAddress { bucket, handle }, Some(user_id))? {
+        // An expired member only needs dropping: nothing can bring an expired session back.
+        if expires_ms <= effects.now_ms as f64 {
+            stale.push(handle);
+            continue;
+        }
+        if sessions.add(SessionAddress { bucket, handle }, Some(user_id))? == Found::NotOwned {
             stale.push(handle);
         }
     }
@@ -46,5 +52,38 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
         sessions.remove_from_index(bucket, user_id, handle)?;
     }
     let ended = sessions.end_all(DeleteReason::Revoke)?;
+    record_user_revocation(&effects, bucket, user_id, except.map(|except| except.handle))?;
     Ok(RedisValue::Integer(ended as i64))
+}
+
+/// Remembers when the user revoked everything, so a reload from the mirror cannot bring back a session
+/// Redis no longer listed (it lost its data, or evicted it), and tells the mirror to end those too.
+/// Kept as long as tombstones: long enough to outlast the mirror's lag.
+fn record_user_revocation(
+    effects: &Effects<'_>,
+    bucket: u32,
+    user_id: &[u8],
+    except: Option<Handle>,
+) -> Result<(), CommandError> {
+    let revocation = UserRevocation { user: user_id, at_ms: effects.now_ms, except };
+    let key = RedisKey::open_writable(effects.ctx, &keyspace().names.user_revocation(bucket, user_id))?;
+    key.require_kind(KeyKind::String)?;
+    let stream = session_lookup::open_stream_writable(effects.ctx, bucket)?;
+    let value = revocation_value(&revocation);
+    effects.write_value(&key, &value, effects.now_ms + effects.settings.tombstone_ttl_ms)?;
+    let fields = revocation.fields();
+    let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
+    effects.append_fields(&stream, &pairs)?;
+    crate::info::COUNTERS.stream_entries.increment();
+    Ok(())
+}
+
+/// `<at_ms>` or `<at_ms> <except handle>`: what `QSESS.RESTORE` reads back.
+fn revocation_value(revocation: &UserRevocation<'_>) -> Vec<u8> {
+    let mut value = revocation.at_ms.to_string().into_bytes();
+    if let Some(except) = revocation.except {
+        value.push(b' ');
+        value.extend_from_slice(except.as_bytes());
+    }
+    value
 }

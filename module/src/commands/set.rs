@@ -9,8 +9,9 @@ use crate::redis_key::RedisKey;
 use crate::session_id::{self, SessionAddress};
 use crate::session_lookup::{self, live_record};
 use crate::session_options::{self, Condition, OptionsFor, SessionOptions};
-use crate::session_update;
+use crate::session_update::{self, Found};
 use crate::settings::keyspace;
+use crate::{device, geo};
 use qsess_record::{ChangeRecord, DeleteReason, Handle};
 use redis_module::{Context, RedisValue};
 
@@ -50,9 +51,12 @@ pub(crate) fn write_session(
             COUNTERS.rejected_revoked.increment();
             return Err(CommandError::Revoked);
         }
+        let wanted = session_update::lookups(old.as_ref(), options, &effects.settings);
+        let found =
+            Found { place: wanted.locate.and_then(geo::locate), device: wanted.describe.and_then(device::summary) };
         let record = match &old {
-            Some(old) => session_update::update(old, options, &effects.settings, effects.now_ms)?,
-            None => session_update::create(options, &effects.settings, effects.now_ms)?,
+            Some(old) => session_update::update(old, options, &effects.settings, &found, effects.now_ms)?,
+            None => session_update::create(options, &effects.settings, &found, effects.now_ms)?,
         };
         if let Some(user_id) = record.user {
             let user_bucket = buckets.of_user(user_id);
