@@ -166,7 +166,7 @@ impl<'a> ChangeRecord<'a> {
     }
 }
 
-/// "Every session of this user created at or before `at_ms` is over" (`QSESS.REVOKEUSER`): also
+/// "Every session of this user last active before `at_ms` is over" (`QSESS.REVOKEUSER`): also
 /// ends sessions only the mirror still holds, e.g. after Redis lost its data. Stream op `revokeuser`,
 /// fields `u`, `at` (ms) and, with `EXCEPT`, `except` (the handle that stays).
 #[derive(Debug, Clone, PartialEq, Eq)]
