@@ -80,29 +80,33 @@ def resp(*words: str | bytes) -> bytes:
     return b"".join(out)
 
 
-def sid(i: int) -> str:
+def sid(i: int, name: str = "sid") -> str:
     # The same shape redis-benchmark gives sid:__rand_int__ (12 digits).
-    return f"sid:{i:012d}"
+    return f"{name}:{i:012d}"
 
 
-def uid(i: int) -> str:
-    return f"user:{i:012d}"
+def uid(i: int, name: str = "user") -> str:
+    return f"{name}:{i:012d}"
 
 
-def resp_module_set(path: str, count: int, per_user: int, data_size: int) -> None:
+def resp_module_set(path: str, count: int, per_user: int, data_size: int, sid_name: str = "sid",
+                    uid_name: str = "user") -> None:
     data = payload(data_size)
     with open(path, "wb") as out:
         for i in range(count):
-            out.write(resp("QSESS.SET", sid(i), "DATA", data, "USER", uid(i // per_user), "IP", IP, "UA", USER_AGENT))
+            out.write(resp("QSESS.SET", sid(i, sid_name), "DATA", data, "USER", uid(i // per_user, uid_name), "IP", IP,
+                           "UA", USER_AGENT))
 
 
-def resp_lua_set(path: str, count: int, per_user: int, data_size: int, sha: str, prefix: str) -> None:
+def resp_lua_set(path: str, count: int, per_user: int, data_size: int, sha: str, prefix: str, sid_name: str = "sid",
+                 uid_name: str = "user") -> None:
     data = payload(data_size)
     with open(path, "wb") as out:
         for i in range(count):
             out.write(
                 resp(
-                    "EVALSHA", sha, "3", f"{prefix}:s:{sid(i)}", f"{prefix}:u:{uid(i // per_user)}", f"{prefix}:chg",
+                    "EVALSHA", sha, "3", f"{prefix}:s:{sid(i, sid_name)}", f"{prefix}:u:{uid(i // per_user, uid_name)}",
+                    f"{prefix}:chg",
                     data, IP, USER_AGENT, str(IDLE_MS), str(ABSOLUTE_MS),
                 )
             )
@@ -161,12 +165,19 @@ LABELS = {
     "qsess_get": "QSESS.GET",
     "qsess_peek": "QSESS.PEEK",
     "hgetall": "HGETALL",
+    "hset": "HSET of the same 11-field hash (bl:s:<sid>)",
+    "lua_get": "Lua EVALSHA (session_read.lua: HGETALL + expiry check)",
+    "qsess_byuser": "QSESS.BYUSER uid WITHMETA (10 sessions)",
+    "lua_byuser": "Lua EVALSHA (byuser.lua: ZRANGEBYSCORE + HGETALL each, 10 sessions)",
 }
 COMPARISONS = [
     ("QSESS.SET / Lua EVALSHA", "qsess_set", "lua_set"),
     ("QSESS.SET / minimal Lua EVALSHA", "qsess_set", "lua_minimal_set"),
+    ("QSESS.SET / HSET", "qsess_set", "hset"),
     ("QSESS.GET / HGETALL", "qsess_get", "hgetall"),
+    ("QSESS.GET / Lua read", "qsess_get", "lua_get"),
     ("QSESS.PEEK / HGETALL", "qsess_peek", "hgetall"),
+    ("QSESS.BYUSER WITHMETA / Lua", "qsess_byuser", "lua_byuser"),
 ]
 
 
@@ -199,6 +210,7 @@ def report(results_path: str, out_path: str) -> None:
         f"- Keyspaces pre-filled with {facts.get('keyspace', '?')} sessions each (qsess `qs:`, Lua `bl:`); "
         "change streams deleted after every SET test",
         f"- Baseline hash `bl:s:<sid>`: {facts.get('lua_hash', '?')}",
+        f"- BYUSER: {facts.get('byuser', '-')}",
         "",
         "## Throughput (ops/s, median over rounds; ratio = qsess / baseline per round)",
         "",
@@ -282,9 +294,9 @@ def main() -> None:
     elif command == "payload":
         print(payload(int(args[0])))
     elif command == "resp-module-set":
-        resp_module_set(args[0], int(args[1]), int(args[2]), int(args[3]))
+        resp_module_set(args[0], int(args[1]), int(args[2]), int(args[3]), *args[4:6])
     elif command == "resp-lua-set":
-        resp_lua_set(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5])
+        resp_lua_set(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5], *args[6:8])
     elif command == "resp-module-touch":
         resp_module_touch(args[0], int(args[1]))
     elif command == "rps":

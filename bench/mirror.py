@@ -32,8 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = "--quick" in sys.argv[1:]
 ROUNDS = 1 if QUICK else 3
-CHANGES = 50_000 if QUICK else 200_000
+CHANGES = 50_000 if QUICK else 100_000
 STEADY_RATE = 5_000
+BYTES_SESSIONS = 50_000 if QUICK else 100_000
 STEADY_SECONDS = 5 if QUICK else 20
 PAYLOAD = "p" * 300
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
@@ -335,7 +336,7 @@ def main() -> None:
         cluster.sql("truncate qsess.sessions")
         redis.call("FLUSHALL")
         daemon = Daemon(artifacts["daemon"], redis_port, cluster.url, workdir)
-        queue_changes(redis, 200_000, 50_000_000)  # 100,000 sessions, each written twice
+        queue_changes(redis, 2 * BYTES_SESSIONS, 50_000_000)  # BYTES_SESSIONS sessions, each written twice
         wait_drained(redis)
         daemon.stop()
         cluster.sql("vacuum (full, analyze) qsess.sessions")

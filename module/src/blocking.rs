@@ -2,7 +2,7 @@
 //! with `RedisModule_BlockClientOnKeys`: Redis keeps the waiters, wakes every one of them when
 //! `QSESS.RESTORE` signals the key, answers nil at the timeout, and frees them on disconnect.
 
-use crate::commands::reply_after_wait;
+use crate::commands::{reply_after_user_wait, reply_after_wait};
 use crate::error::CommandError;
 use crate::info::COUNTERS;
 use crate::redis_key::api;
@@ -35,6 +35,16 @@ pub(crate) fn block_on_keys(ctx: &Context, key_names: &[Vec<u8>], timeout_ms: u6
     Ok(())
 }
 
+/// Publishes `message` on `channel`: how a read-only command asks the loader for something.
+pub(crate) fn publish(ctx: &Context, channel: &[u8], message: &[u8]) -> Result<(), CommandError> {
+    let publish_message = api!(RedisModule_PublishMessage);
+    let channel = RedisString::create_from_slice(ctx.get_raw(), channel);
+    let message = RedisString::create_from_slice(ctx.get_raw(), message);
+    // SAFETY: live command context and live strings, which Redis copies.
+    unsafe { publish_message(ctx.get_raw(), channel.inner, message.inner) };
+    Ok(())
+}
+
 /// Wakes every client blocked on `key_name`.
 pub(crate) fn signal_key_ready(ctx: &Context, key_name: &[u8]) -> Result<(), CommandError> {
     let signal = api!(RedisModule_SignalKeyAsReady);
@@ -52,7 +62,14 @@ extern "C" fn on_key_ready(
 ) -> c_int {
     let context = Context::new(ctx);
     let words = arguments(argv, argc);
-    let answered = crate::panic_guard::catch(&context, || reply_after_wait(&context, &words));
+    let is_byuser = words.first().is_some_and(|name| name.eq_ignore_ascii_case(b"qsess.byuser"));
+    let answered = crate::panic_guard::catch(&context, || {
+        if is_byuser {
+            reply_after_user_wait(&context, &words)
+        } else {
+            reply_after_wait(&context, &words)
+        }
+    });
     if !matches!(answered, Some(Ok(()))) {
         context.reply_error_string("ERR internal error");
     }

@@ -146,7 +146,7 @@ pub(crate) const DEL: CommandSpec = CommandSpec {
 
 pub(crate) const BYUSER: CommandSpec = CommandSpec {
     name: "qsess.byuser",
-    flags: "readonly",
+    flags: "readonly blocking",
     first_key: 1,
     last_key: 1,
     key_step: 1,
@@ -196,6 +196,19 @@ pub(crate) const RESTORE: CommandSpec = CommandSpec {
     keys: &[],
 };
 
+pub(crate) const RESTOREUSER: CommandSpec = CommandSpec {
+    name: "qsess.restoreuser",
+    flags: "write fast",
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    acl_categories: "write fast",
+    arity: 3,
+    summary: "Internal, for qsess-syncd: a user's sessions were reloaded; wakes QSESS.BYUSER waiters",
+    complexity: "O(1)",
+    keys: &[],
+};
+
 pub(crate) const LOADER: CommandSpec = CommandSpec {
     name: "qsess.loader",
     flags: "fast",
@@ -212,8 +225,8 @@ pub(crate) const LOADER: CommandSpec = CommandSpec {
 /// Every command. Flags are truthful: reads that may slide the expiry are `write`; only commands that
 /// grow memory are `deny-oom`, so logging out and revoking keep working under `maxmemory`; commands
 /// that carry a raw session id are `no-monitor no-slowlog`, so the id never lands in MONITOR or SLOWLOG.
-pub(crate) const COMMANDS: [&CommandSpec; 12] =
-    [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE, &RESTORE, &LOADER];
+pub(crate) const COMMANDS: [&CommandSpec; 13] =
+    [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE, &RESTORE, &RESTOREUSER, &LOADER];
 
 /// Sets arity, docs and key specs of every registered command. Errors name the command.
 pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {

@@ -37,6 +37,16 @@ impl KeyNames {
         self.with_suffix(bucket, b"r:", user_id)
     }
 
+    /// "The loader reloaded this user's sessions": lets `QSESS.BYUSER` answer without asking again.
+    pub(crate) fn user_loaded(&self, bucket: u32, user_id: &[u8]) -> Vec<u8> {
+        self.with_suffix(bucket, b"ul:", user_id)
+    }
+
+    /// Where a read-only `QSESS.BYUSER` asks the loader to reload a user (Pub/Sub: not a key).
+    pub(crate) fn user_reload_channel(&self) -> Vec<u8> {
+        format!("{}:reload-user", self.prefix).into_bytes()
+    }
+
     /// The negative cache: the loader found no live session with this handle.
     pub(crate) fn not_found(&self, bucket: u32, handle: &Handle) -> Vec<u8> {
         self.with_suffix(bucket, b"n:", handle.as_bytes())

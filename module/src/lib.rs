@@ -31,7 +31,7 @@ mod session_options;
 mod session_update;
 mod settings;
 
-use command_info::{BYUSER, DEL, GET, LOADER, NEW, PEEK, RESTORE, REVOKE, REVOKEUSER, ROTATE, SET, TOUCH};
+use command_info::{BYUSER, DEL, GET, LOADER, NEW, PEEK, RESTORE, RESTOREUSER, REVOKE, REVOKEUSER, ROTATE, SET, TOUCH};
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 use settings::{
@@ -104,6 +104,7 @@ redis_module! {
         [REVOKEUSER.name, commands::qsess_revokeuser, REVOKEUSER.flags, REVOKEUSER.first_key, REVOKEUSER.last_key, REVOKEUSER.key_step, ""],
         [REVOKE.name, commands::qsess_revoke, REVOKE.flags, REVOKE.first_key, REVOKE.last_key, REVOKE.key_step, ""],
         [RESTORE.name, commands::qsess_restore, RESTORE.flags, RESTORE.first_key, RESTORE.last_key, RESTORE.key_step, ""],
+        [RESTOREUSER.name, commands::qsess_restoreuser, RESTOREUSER.flags, RESTOREUSER.first_key, RESTOREUSER.last_key, RESTOREUSER.key_step, ""],
         [LOADER.name, commands::qsess_loader, LOADER.flags, LOADER.first_key, LOADER.last_key, LOADER.key_step, ""],
     ],
     configurations: [

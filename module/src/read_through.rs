@@ -58,6 +58,30 @@ pub(crate) fn on_miss(effects: &Effects<'_>, address: &SessionAddress) -> Result
     Ok(MissOutcome::Blocked)
 }
 
+/// `QSESS.BYUSER` of a user with no index while a loader is attached: Redis may have lost the user's
+/// sessions, so ask the loader (over Pub/Sub, since BYUSER is read-only) and wait for its answer.
+pub(crate) fn on_user_miss(effects: &Effects<'_>, bucket: u32, user_id: &[u8]) -> Result<MissOutcome, CommandError> {
+    let ctx = effects.ctx;
+    if !loader::is_attached(effects.now_ms) || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
+        return Ok(MissOutcome::AnswerNil);
+    }
+    let names = &keyspace().names;
+    let loaded_marker = names.user_loaded(bucket, user_id);
+    if RedisKey::open_readable(ctx, &loaded_marker)?.is_some() {
+        return Ok(MissOutcome::AnswerNil);
+    }
+    let mut request = bucket.to_string().into_bytes();
+    request.push(b' ');
+    request.extend_from_slice(user_id);
+    blocking::publish(ctx, &names.user_reload_channel(), &request)?;
+    COUNTERS.reload_requests.increment();
+    // Only the marker: the first restored session creates the index, which would wake the waiter
+    // before the rest of the user's sessions are back.
+    blocking::block_on_keys(ctx, &[loaded_marker], effects.settings.miss_timeout_ms)?;
+    COUNTERS.waits.increment();
+    Ok(MissOutcome::Blocked)
+}
+
 /// Appends `h <handle>` to the bucket's miss stream, replicated like every other write.
 fn request_reload(effects: &Effects<'_>, address: &SessionAddress) -> Result<(), CommandError> {
     let stream = RedisKey::open_writable(effects.ctx, &keyspace().names.miss_stream(address.bucket))?;

@@ -39,6 +39,73 @@ from unnest($1::text[]) as requested(handle)
 join qsess.sessions as s on s.handle = requested.handle
 where s.ended_at is null and s.expires_at > now()";
 
+// Every live session of one user, for `QSESS.BYUSER` after Redis lost the user's index.
+const SELECT_USER_SESSIONS: &str = "
+select s.handle, s.user_id, s.data, s.ip, s.user_agent, s.location, s.country,
+       (extract(epoch from s.created_at) * 1000)::int8, (extract(epoch from s.updated_at) * 1000)::int8,
+       (extract(epoch from s.last_seen) * 1000)::int8,
+       coalesce((extract(epoch from s.absolute_expires_at) * 1000)::int8, 0), s.idle_timeout_ms, s.version, s.device
+from qsess.sessions as s
+where s.user_id = $1 and s.ended_at is null and s.expires_at > now()";
+
+/// Answers `QSESS.BYUSER` reload requests (Pub/Sub `<prefix>:reload-user`, "<bucket> <uid>") until
+/// shutdown: restores the user's live sessions, then `QSESS.RESTOREUSER` wakes the waiters.
+pub async fn serve_users(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
+    let mut backoff = Backoff::new(retry);
+    while !shutdown.is_requested() {
+        match serve_user_requests(&redis_url, &database_url, &mut shutdown).await {
+            Ok(()) => break,
+            Err(error) => {
+                metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
+                tracing::warn!(error = %crate::error::chain(&error), "the user reloader lost a connection; reconnecting");
+                if !backoff.wait(&mut shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn serve_user_requests(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> Result<(), Error> {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(redis_url)?;
+    let mut connection = stream_source::connect(&client).await?;
+    let layout = Layout::read(&mut connection).await?;
+    let postgres = mirror_sink::connect(database_url).await?;
+    let select = postgres.prepare(SELECT_USER_SESSIONS).await?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(format!("{}:reload-user", layout.prefix)).await?;
+    let mut messages = pubsub.on_message();
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            _ = shutdown.requested() => return Ok(()),
+        };
+        let Some(message) = message else {
+            return Err(Error::UnexpectedReply("the reload-user subscription ended".to_owned()));
+        };
+        let payload = message.get_payload_bytes();
+        let Some(space) = payload.iter().position(|&byte| byte == b' ') else { continue };
+        let (bucket, user_id) = (&payload[..space], &payload[space + 1..]);
+        let Some(bucket) = std::str::from_utf8(bucket).ok().and_then(|text| text.parse::<u32>().ok()) else { continue };
+        let Ok(user_id) = std::str::from_utf8(user_id) else { continue };
+        let rows = postgres.query(&select, &[&user_id]).await?;
+        let mut pipeline = redis::pipe();
+        for row in &rows {
+            match record_from_row(row) {
+                Ok((handle, record)) => {
+                    pipeline.cmd("QSESS.RESTORE").arg(bucket).arg(handle).arg(record).ignore();
+                }
+                Err(error) => tracing::warn!(error = %crate::error::chain(&error), "a mirrored row cannot be restored"),
+            }
+        }
+        pipeline.cmd("QSESS.RESTOREUSER").arg(bucket).arg(user_id).ignore();
+        pipeline.query_async::<()>(&mut connection).await?;
+        metrics::counter!("qsess_syncd_user_reloads_total").increment(1);
+        tracing::debug!(sessions = rows.len(), "reloaded a user's sessions");
+    }
+}
+
 /// Runs the loader until shutdown, reconnecting with backoff; detaches on the way out.
 pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
     let mut backoff = Backoff::new(retry.clone());

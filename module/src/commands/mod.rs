@@ -8,6 +8,7 @@ mod loader;
 mod new;
 mod peek;
 mod restore;
+mod restoreuser;
 mod revoke;
 mod revokeuser;
 mod rotate;
@@ -19,6 +20,7 @@ use crate::info::COUNTERS;
 use crate::panic_guard;
 use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
 
+pub(crate) use byuser::reply_after_user_wait;
 pub(crate) use get::reply_after_wait;
 
 type Command = fn(&Context, &[&[u8]]) -> Result<RedisValue, CommandError>;
@@ -78,6 +80,10 @@ pub(crate) fn qsess_revokeuser(ctx: &Context, arguments: Vec<RedisString>) -> Re
 
 pub(crate) fn qsess_restore(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
     run(ctx, arguments, restore::restore)
+}
+
+pub(crate) fn qsess_restoreuser(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, restoreuser::restoreuser)
 }
 
 pub(crate) fn qsess_loader(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {

@@ -100,7 +100,13 @@ fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8
         }
     }
     let key = session_lookup::open_session_writable(ctx, address)?;
-    if live_record(&key, effects.now_ms)?.is_some_and(|held| held.version >= record.version) {
+    if let Some(held) = live_record(&key, effects.now_ms)?.filter(|held| held.version >= record.version) {
+        // Redis has it already; make sure its owner's index lists it (the index may be what was lost).
+        if let (Some(user_id), Some(held_expires_ms)) = (held.user, held.expires_ms()) {
+            let user_id = user_id.to_vec();
+            let index = session_lookup::open_index_writable(ctx, address.bucket, &user_id)?;
+            effects.index_add(&index, &address.handle, held_expires_ms)?;
+        }
         return Ok(Outcome::Stale);
     }
     let index = match record.user {

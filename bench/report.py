@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Assembles BENCHMARKS.md and bench/results/benchmarks.svg from the results files of one scripts/bench run
+(Python 3.11 standard library only).
+
+Reads bench/results/{commands,mirror,read_through,scaling}.md (the tables the parts wrote), picks the numbers the
+targets are about, and writes a "Targets" table, the chart (ratios qsess / baseline, median with min–max) and the
+sections themselves, with the command, date, commit and machine facts.
+
+Usage: bench/report.py --command "scripts/bench --quick" --wall-seconds N
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SVG_PATH = RESULTS / "benchmarks.svg"
+
+
+def tables(text: str) -> list[list[str]]:
+    """Every Markdown table row of text as its cells (separator rows left out)."""
+    rows = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("|") and line.endswith("|") and not re.fullmatch(r"\|[-:| ]+\|", line):
+            rows.append([cell.strip() for cell in line[1:-1].split("|")])
+    return rows
+
+
+def find(rows: list[list[str]], *prefix: str) -> list[str] | None:
+    for row in rows:
+        if len(row) >= len(prefix) and all(row[i].startswith(p) for i, p in enumerate(prefix)):
+            return row
+    return None
+
+
+def number(text: str | None) -> float | None:
+    if not text:
+        return None
+    match = re.search(r"-?[\d,]*\.?\d+", text)
+    return float(match.group().replace(",", "")) if match else None
+
+
+def spread(text: str | None) -> tuple[float, float, float] | None:
+    """'0.82 (0.81–0.84)' -> (0.82, 0.81, 0.84); a single number -> (x, x, x)."""
+    if not text:
+        return None
+    values = [float(v.replace(",", "")) for v in re.findall(r"-?[\d,]*\.?\d+", text)]
+    if not values:
+        return None
+    if len(values) >= 3:
+        return values[0], values[1], values[2]
+    return values[0], values[0], values[0]
+
+
+def read(name: str) -> str:
+    path = RESULTS / name
+    return path.read_text() if path.exists() else ""
+
+
+def strip_title(text: str) -> str:
+    """The section without its own '# ...' title; its '## ' headings become '### '."""
+    lines = text.splitlines()
+    if lines and lines[0].startswith("# "):
+        lines = lines[1:]
+    return "\n".join(("#" + line) if line.startswith("## ") else line for line in lines).strip()
+
+
+def svg_chart(bars: list[dict]) -> str:
+    """A horizontal bar chart of ratios with min–max whiskers, a line at 1.0 and a tick per target."""
+    label_width, plot_width, row_height, top = 330, 480, 26, 50
+    max_ratio = max([3.0] + [b["max"] * 1.05 for b in bars] + [(b.get("target") or 0) * 1.1 for b in bars])
+    height = top + row_height * len(bars) + 60
+    width = label_width + plot_width + 90
+
+    def x(value: float) -> float:
+        return label_width + plot_width * value / max_ratio
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        '<text x="10" y="20" font-size="15" font-weight="bold">qsess / alternative, same machine, same run '
+        '(median, whisker min–max; higher is better)</text>',
+        '<text x="10" y="38" fill="#555">red tick: target (orange bar: missed); grey line: 1.0 (as fast as the '
+        'alternative); P16/P1: redis-benchmark pipeline, 50 clients</text>',
+    ]
+    step = 0.5 if max_ratio <= 4 else 1.0
+    tick = 0.0
+    while tick <= max_ratio + 1e-9:
+        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
+                   f'y2="{top + row_height * len(bars)}" stroke="#eee"/>')
+        out.append(f'<text x="{x(tick):.1f}" y="{top + row_height * len(bars) + 16}" text-anchor="middle" '
+                   f'fill="#555">{tick:g}×</text>')
+        tick += step
+    for index, bar in enumerate(bars):
+        y = top + index * row_height
+        met = bar.get("target") is None or bar["median"] >= bar["target"]
+        colour = "#4a7ebb" if met else "#d9822b"
+        out.append(f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">{escape(bar["label"])}</text>')
+        out.append(f'<rect x="{label_width}" y="{y + 5}" width="{max(0.0, x(bar["median"]) - label_width):.1f}" '
+                   f'height="{row_height - 10}" fill="{colour}"/>')
+        out.append(f'<line x1="{x(bar["min"]):.1f}" y1="{y + 13}" x2="{x(bar["max"]):.1f}" y2="{y + 13}" '
+                   'stroke="black"/>')
+        for end in (bar["min"], bar["max"]):
+            out.append(f'<line x1="{x(end):.1f}" y1="{y + 8}" x2="{x(end):.1f}" y2="{y + 18}" stroke="black"/>')
+        if bar.get("target") is not None:
+            out.append(f'<line x1="{x(bar["target"]):.1f}" y1="{y + 2}" x2="{x(bar["target"]):.1f}" '
+                       f'y2="{y + row_height - 2}" stroke="red" stroke-width="2"/>')
+        out.append(f'<text x="{x(bar["max"]) + 6:.1f}" y="{y + 17}">{bar["median"]:.2f}×</text>')
+    one = x(1.0)
+    out.append(f'<line x1="{one:.1f}" y1="{top - 4}" x2="{one:.1f}" y2="{top + row_height * len(bars)}" '
+               'stroke="#888" stroke-width="1.5"/>')
+    out.append(f'<text x="10" y="{height - 14}" fill="#555">Produced by scripts/bench; numbers in BENCHMARKS.md'
+               '</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--command", required=True)
+    parser.add_argument("--wall-seconds", type=float, default=None)
+    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = parser.parse_args()
+
+    commands, mirror, read_through, scaling = (read(n) for n in ("commands.md", "mirror.md", "read_through.md",
+                                                                  "scaling.md"))
+    c_rows, m_rows, r_rows, s_rows = tables(commands), tables(mirror), tables(read_through), tables(scaling)
+
+    def ratio(title: str, pipeline: int):
+        row = next((r for r in c_rows if len(r) >= 7 and r[0] == title and r[1] == str(pipeline)), None)
+        if not row:
+            return None
+        return float(row[4]), float(row[5]), float(row[6])
+
+    targets: list[tuple[str, str, str, bool | None]] = []  # (target, measured, detail, met)
+    bars: list[dict] = []
+
+    def add_ratio_target(label: str, title: str, goal: float, aim: str = ""):
+        for pipeline in (16, 1):
+            value = ratio(title, pipeline)
+            if value is None:
+                continue
+            med, lo, hi = value
+            targets.append((f"{label} ≥ {goal:g}×{aim} (P{pipeline}, 50 clients)",
+                            f"{med:.2f}× ({lo:.2f}–{hi:.2f})", "median (min–max) of per-round ratios",
+                            med >= goal))
+
+    add_ratio_target("QSESS.SET / Lua script", "QSESS.SET / Lua EVALSHA", 1.4, ", aim 1.5×")
+    add_ratio_target("QSESS.GET / HGETALL", "QSESS.GET / HGETALL", 1.0)
+
+    memory_row = find(c_rows, "per session, record + index, change stream deleted")
+    memory = number(memory_row[1]) if memory_row else None
+    if memory is not None:
+        targets.append(("Redis bytes per session (300-byte payload) ≤ 800", f"{memory:,.0f} B",
+                        "used_memory delta / sessions, change stream deleted", memory <= 800))
+
+    catch_up = spread((find(m_rows, "catch-up: queued") or [None, None])[1])
+    if catch_up:
+        targets.append(("mirror ≥ 40,000 changes/s (highest sustained: draining a backlog)",
+                        f"{catch_up[0]:,.0f}/s ({catch_up[1]:,.0f}–{catch_up[2]:,.0f})", "median (min–max) of rounds",
+                        catch_up[0] >= 40_000))
+    concurrent = number((find(m_rows, "sustained: changes mirrored per second") or [None, None])[1])
+    if concurrent is not None:
+        targets.append(("mirror ≥ 40,000 changes/s while redis-benchmark writes at full speed",
+                        f"{concurrent:,.0f}/s", "one run; load generator, Redis, daemon, Postgres share 2 cores",
+                        concurrent >= 40_000))
+    mirror_ratio = spread((find(m_rows, "catch-up / postgres ceiling") or [None, None])[1])
+    if mirror_ratio:
+        targets.append(("mirror ≥ 0.75× the Postgres ceiling (same round)",
+                        f"{mirror_ratio[0]:.2f}× ({mirror_ratio[1]:.2f}–{mirror_ratio[2]:.2f})",
+                        "catch-up rate / ceiling, per round", mirror_ratio[0] >= 0.75))
+    miss = spread((find(r_rows, "miss-to-answer p99") or [None, None])[1])
+    if miss:
+        targets.append(("read-through miss p99 < 2 ms (one waiting client)",
+                        f"{miss[0]:.3f} ms ({miss[1]:.3f}–{miss[2]:.3f})", "median (min–max) of rounds",
+                        miss[0] < 2.0))
+
+    for title, label, target in (
+        ("QSESS.SET / Lua EVALSHA", "SET / Lua script", 1.4),
+        ("QSESS.SET / minimal Lua EVALSHA", "SET / minimal Lua script", None),
+        ("QSESS.SET / HSET", "SET / plain HSET", None),
+        ("QSESS.GET / HGETALL", "GET / HGETALL", 1.0),
+        ("QSESS.GET / Lua read", "GET / Lua read", None),
+        ("QSESS.PEEK / HGETALL", "PEEK / HGETALL", None),
+        ("QSESS.BYUSER WITHMETA / Lua", "BYUSER (10 sessions) / Lua", None),
+    ):
+        for pipeline in (16, 1):
+            value = ratio(title, pipeline)
+            if value:
+                bars.append({"label": f"{label}, P{pipeline}", "median": value[0], "min": value[1],
+                             "max": value[2], "target": target})
+    for row in s_rows:
+        # scaling.md: | QSESS.REVOKEUSER | 10 | qsess µs | Lua µs | ratio med | min | max |
+        if len(row) >= 7 and row[0] in ("QSESS.BYUSER WITHMETA", "QSESS.REVOKEUSER") and row[1] == "10":
+            try:
+                bars.append({"label": f"{row[0].replace('QSESS.', '').replace(' WITHMETA', '')} (10 sessions) "
+                                      "/ Lua, 1 client",
+                             "median": float(row[4]), "min": float(row[5]), "max": float(row[6]), "target": None})
+            except ValueError:
+                pass
+    if mirror_ratio:
+        bars.append({"label": "mirror / Postgres ceiling", "median": mirror_ratio[0], "min": mirror_ratio[1],
+                     "max": mirror_ratio[2], "target": 0.75})
+
+    SVG_PATH.write_text(svg_chart(bars))
+
+    facts = re.search(r"- Date: (.*?); qsess commit (.*)", commands)
+    date = facts.group(1) if facts else datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    commit = facts.group(2) if facts else "?"
+    machine = re.search(r"- Machine: (.*)", commands)
+    redis_line = re.search(r"- (Redis server v=.*)", commands)
+    pg = re.search(r"(postgres \(PostgreSQL\) [^;,]*)", mirror)
+    load = re.search(r"- Load average at start / end: (.*)", commands)
+    mem_total = ""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_total = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB RAM"
+    except OSError:
+        pass
+    kernel = os.uname().release
+    wall = f"; wall time {args.wall_seconds / 60:.1f} min" if args.wall_seconds is not None else ""
+
+    met_count = sum(1 for t in targets if t[3])
+    lines = [
+        "# qsess benchmarks",
+        "",
+        f"Every number below comes from one run of `{args.command}`{wall}, on {date}, qsess commit {commit}.",
+        "It starts its own redis-server and PostgreSQL on free loopback ports, measures qsess and the "
+        "alternatives side by side (A, B, A, B ...) in the same run, and writes this file, "
+        "`bench/results/*.md` and the chart.",
+        "",
+        f"Machine: {machine.group(1) if machine else '?'}, {mem_total}, Linux {kernel}; "
+        f"{redis_line.group(1) if redis_line else '?'}; {pg.group(1) if pg else 'PostgreSQL ?'}; "
+        f"load average at start / end of the commands part: {load.group(1) if load else '?'}. "
+        "The load generators, Redis, PostgreSQL and qsess-syncd share the cores, so absolute numbers are "
+        "modest and noisy; the ratios are what to read.",
+        "",
+        "![qsess / alternatives](bench/results/benchmarks.svg)",
+        "",
+        f"## Targets ({met_count} of {len(targets)} met)",
+        "",
+        "| target | measured | how | verdict |",
+        "|---|---|---|---|",
+        *[f"| {t} | {m} | {d} | {'met' if ok else 'MISSED'} |" for t, m, d, ok in targets],
+        "",
+    ]
+    sections = [
+        ("Commands and memory (redis-benchmark)", commands),
+        ("How cost grows", scaling),
+        ("Mirror (qsess-syncd to PostgreSQL)", mirror),
+        ("Read-through (QSESS.GET misses restored from PostgreSQL)", read_through),
+    ]
+    for title, text in sections:
+        if text:
+            lines += [f"## {title}", "", strip_title(text), ""]
+        else:
+            lines += [f"## {title}", "", "(not measured in this run)", ""]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines[:len(targets) + 16]))
+    print(f"wrote {args.out} and {SVG_PATH.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
