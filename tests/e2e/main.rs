@@ -23,6 +23,7 @@ mod no_raw_ids;
 mod operator_surface;
 mod postgres_selftest;
 mod read_through_attach;
+mod read_through_eviction;
 mod read_through_races;
 mod read_through_restart;
 mod read_through_restore;
