@@ -59,12 +59,6 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
     };
     let purge_task = tokio::spawn(purge_periodically(config.clone(), receiver.clone()));
     let backlog_task = tokio::spawn(measure_backlog(config.clone(), receiver.clone()));
-    let user_loader_task = tokio::spawn(reload::serve_users(
-        config.redis_url.clone(),
-        config.database_url.clone(),
-        config.retry.clone(),
-        receiver.clone(),
-    ));
     let loader_task = tokio::spawn(reload::run(
         config.redis_url.clone(),
         config.database_url.clone(),
@@ -78,7 +72,6 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
     let _ = purge_task.await;
     let _ = backlog_task.await;
     let _ = loader_task.await;
-    let _ = user_loader_task.await;
     if let Some(server) = metrics_server {
         let _ = server.await;
     }

@@ -48,42 +48,19 @@ select s.handle, s.user_id, s.data, s.ip, s.user_agent, s.location, s.country,
 from qsess.sessions as s
 where s.user_id = $1 and s.ended_at is null and s.expires_at > now()";
 
-/// Answers `QSESS.BYUSER` reload requests (Pub/Sub `<prefix>:reload-user`, "<bucket> <uid>") until
-/// shutdown: restores the user's live sessions, then `QSESS.RESTOREUSER` wakes the waiters.
-pub async fn serve_users(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
-    let mut backoff = Backoff::new(retry);
-    while !shutdown.is_requested() {
-        match serve_user_requests(&redis_url, &database_url, &mut shutdown).await {
-            Ok(()) => break,
-            Err(error) => {
-                metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
-                tracing::warn!(error = %crate::error::chain(&error), "the user reloader lost a connection; reconnecting");
-                if !backoff.wait(&mut shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-async fn serve_user_requests(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> Result<(), Error> {
+/// Answers `QSESS.BYUSER` reload requests (Pub/Sub `<prefix>:reload-user`, "<bucket> <uid>") for as long
+/// as the subscription lives: restores the user's live sessions, then `QSESS.RESTOREUSER` wakes the
+/// waiters. Runs beside the miss loop, which holds the lease only while this subscription is up.
+async fn answer_user_requests(
+    mut pubsub: redis::aio::PubSub,
+    mut connection: MultiplexedConnection,
+    database_url: String,
+) -> Result<(), Error> {
     use futures_util::StreamExt;
-    let client = redis::Client::open(redis_url)?;
-    let mut connection = stream_source::connect(&client).await?;
-    let layout = Layout::read(&mut connection).await?;
-    let postgres = mirror_sink::connect(database_url).await?;
+    let postgres = mirror_sink::connect(&database_url).await?;
     let select = postgres.prepare(SELECT_USER_SESSIONS).await?;
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(format!("{}:reload-user", layout.prefix)).await?;
     let mut messages = pubsub.on_message();
-    loop {
-        let message = tokio::select! {
-            message = messages.next() => message,
-            _ = shutdown.requested() => return Ok(()),
-        };
-        let Some(message) = message else {
-            return Err(Error::UnexpectedReply("the reload-user subscription ended".to_owned()));
-        };
+    while let Some(message) = messages.next().await {
         let payload = message.get_payload_bytes();
         let Some(space) = payload.iter().position(|&byte| byte == b' ') else { continue };
         let (bucket, user_id) = (&payload[..space], &payload[space + 1..]);
@@ -103,6 +80,16 @@ async fn serve_user_requests(redis_url: &str, database_url: &str, shutdown: &mut
         pipeline.query_async::<()>(&mut connection).await?;
         metrics::counter!("qsess_syncd_user_reloads_total").increment(1);
         tracing::debug!(sessions = rows.len(), "reloaded a user's sessions");
+    }
+    Err(Error::UnexpectedReply("the reload-user subscription ended".to_owned()))
+}
+
+/// Stops the user-request task when the miss loop ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), Error>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -142,10 +129,17 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
     for key in &keys {
         last_ids.push(newest_entry_id(&mut connection, key).await?);
     }
+    // Subscribe before attaching, so that no BYUSER asks while nobody listens.
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(format!("{}:reload-user", layout.prefix)).await?;
+    let users = AbortOnDrop(tokio::spawn(answer_user_requests(pubsub, connection.clone(), database_url.to_owned())));
     attach(&mut connection).await?;
     let mut renewed = Instant::now();
     tracing::info!("attached as the loader");
     while !shutdown.is_requested() {
+        if users.0.is_finished() {
+            return Err(Error::UnexpectedReply("the user reload task stopped".to_owned()));
+        }
         if renewed.elapsed() >= RENEW_EVERY {
             attach(&mut connection).await?;
             renewed = Instant::now();

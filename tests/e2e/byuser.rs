@@ -3,22 +3,9 @@
 
 use std::time::Duration;
 
-use qsess_record::Handle;
+use crate::commands_support::{handle_text_of_session_id, send_command_words};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
-
-fn handle_text_of_session_id(session_id: &str) -> String {
-    Handle::from_session_id(session_id.as_bytes()).to_string()
-}
-
-/// Sends one command given as words, the first being the command name.
-fn send_command_words(con: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command.query(con)
-}
 
 fn set_session_expecting_a_version(con: &mut Connection, words: &[&str]) -> i64 {
     match send_command_words(con, words) {

@@ -1,33 +1,17 @@
 //! The change stream `qs:{0}:chg`: one entry per change, with the documented fields in order,
 //! records that decode to what GET shows, versions that count changes, and increasing ids.
 
-use std::time::Duration;
-
+use crate::commands_support::{
+    handle_text_of_session_id, send_command_expecting_success, wait_for_the_next_server_millisecond,
+};
 use qsess_record::{ChangeRecord, Handle, SessionRecord, UserRevocation};
-use qsess_tests::{eventually, RedisServer};
+use qsess_tests::RedisServer;
 use redis::{Connection, Value};
 
 const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
 
 /// One raw stream entry: its id and its field/value pairs in stream order.
 type RawStreamEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
-
-/// Sends one command given as words, the first being the command name.
-fn send_command_words(con: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command.query(con)
-}
-
-fn send_command_expecting_success(con: &mut Connection, words: &[&str]) -> Value {
-    send_command_words(con, words).unwrap_or_else(|e| panic!("{words:?} failed: {e}"))
-}
-
-fn handle_text_of_session_id(session_id: &str) -> String {
-    Handle::from_session_id(session_id.as_bytes()).to_string()
-}
 
 /// Every entry of the stream: per-session change records and `revokeuser` entries alike.
 fn every_raw_stream_entry_of_any_kind(con: &mut Connection) -> Vec<RawStreamEntry> {
@@ -58,23 +42,6 @@ fn parse_raw_stream_entry(entry: &RawStreamEntry) -> ChangeRecord<'_> {
 
 fn field_names_of(entry: &RawStreamEntry) -> Vec<String> {
     entry.1.iter().map(|(field, _)| String::from_utf8(field.clone()).unwrap()).collect()
-}
-
-fn server_clock_ms(con: &mut Connection) -> u64 {
-    let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + microseconds / 1000
-}
-
-/// Waits for the server clock to tick, so that a read with touch-granularity-ms 0 records activity.
-fn wait_for_the_next_server_millisecond(con: &mut Connection) {
-    let start = server_clock_ms(con);
-    eventually(Duration::from_secs(5), "the server clock to move on", || {
-        if server_clock_ms(con) > start {
-            Ok(())
-        } else {
-            Err("server clock has not moved".to_owned())
-        }
-    });
 }
 
 /// QSESS.GET sid NOTOUCH over RESP2, as (field, value) pairs in reply order.

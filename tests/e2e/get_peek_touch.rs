@@ -1,9 +1,12 @@
 //! QSESS.GET, QSESS.PEEK and QSESS.TOUCH: the reply layout, misses, and when reading a session
 //! records activity (the debounced touch) and when it writes nothing at all.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::commands_support::{
+    qsess_set_or_panic, server_clock_ms, session_field_integer, session_field_text,
+    snapshot_of_every_key_dump_and_expiry,
+};
 use qsess_record::{ChangeRecord, Handle};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
@@ -34,26 +37,6 @@ fn field_names_in_order(fields: &[(String, Value)]) -> Vec<&str> {
     fields.iter().map(|(name, _)| name.as_str()).collect()
 }
 
-fn session_field_integer(fields: &[(String, Value)], name: &str) -> i64 {
-    match fields.iter().find(|(field, _)| field == name) {
-        Some((_, Value::Int(number))) => *number,
-        other => panic!("field {name} is not an integer: {other:?} in {fields:?}"),
-    }
-}
-
-fn session_field_text(fields: &[(String, Value)], name: &str) -> Option<String> {
-    match fields.iter().find(|(field, _)| field == name) {
-        None => None,
-        Some((_, Value::BulkString(bytes))) => Some(String::from_utf8(bytes.clone()).unwrap()),
-        Some(other) => panic!("field {name} is not a bulk string: {other:?}"),
-    }
-}
-
-fn qsess_set_or_panic(con: &mut Connection, args: &[&str]) {
-    let reply: Value = redis::cmd("QSESS.SET").arg(args).query(con).unwrap();
-    assert!(matches!(reply, Value::Int(_)), "QSESS.SET {args:?} replied {reply:?}");
-}
-
 fn change_stream_length(con: &mut Connection) -> i64 {
     redis::cmd("XLEN").arg(CHANGE_STREAM_OF_BUCKET_ZERO).query(con).unwrap()
 }
@@ -71,11 +54,6 @@ fn last_change_stream_entry_fields(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8
     flat.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()
 }
 
-fn server_clock_ms(con: &mut Connection) -> i64 {
-    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + micros / 1000
-}
-
 fn wait_until_server_clock_reaches(con: &mut Connection, ms: i64) {
     eventually(Duration::from_secs(2), "the server clock to advance", || {
         let now = server_clock_ms(con);
@@ -85,19 +63,6 @@ fn wait_until_server_clock_reaches(con: &mut Connection, ms: i64) {
             Err(format!("server clock {now} < {ms}"))
         }
     });
-}
-
-/// Every key with its type, DUMP payload and absolute expiry: equal snapshots mean nothing was written.
-fn snapshot_of_every_key_dump_and_expiry(con: &mut Connection) -> BTreeMap<Vec<u8>, (String, Vec<u8>, i64)> {
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).unwrap();
-    keys.into_iter()
-        .map(|key| {
-            let kind: String = redis::cmd("TYPE").arg(&key).query(con).unwrap();
-            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(con).unwrap();
-            let expires: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(con).unwrap();
-            (key, (kind, dump, expires))
-        })
-        .collect()
 }
 
 fn server_with_touch_granularity_zero() -> RedisServer {

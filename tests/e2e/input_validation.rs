@@ -6,6 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::commands_support::{qsess_set_or_panic, record_key_of_session_id};
 use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
@@ -55,15 +56,6 @@ fn assert_refused_with_prefix_and_nothing_written(
 fn refused_with_text_args(con: &mut Connection, command: &str, args: &[&str], expected_prefix: &str) {
     let args: Vec<&[u8]> = args.iter().map(|arg| arg.as_bytes()).collect();
     assert_refused_with_prefix_and_nothing_written(con, command, &args, expected_prefix);
-}
-
-fn qsess_set_or_panic(con: &mut Connection, args: &[&str]) {
-    let reply: Value = redis::cmd("QSESS.SET").arg(args).query(con).unwrap();
-    assert!(matches!(reply, Value::Int(_)), "QSESS.SET {args:?} replied {reply:?}");
-}
-
-fn record_key_of_session_id(sid: &str) -> String {
-    format!("qs:{{0}}:s:{}", Handle::from_session_id(sid.as_bytes()))
 }
 
 /// An integer field of a PEEK reply (RESP2 flat array).

@@ -1,45 +1,25 @@
 //! Ending sessions: QSESS.DEL (log out), QSESS.REVOKEUSER and QSESS.REVOKE, and the tombstones that
 //! keep an ended session id from ever coming back.
 
-use qsess_record::{ChangeRecord, DeleteReason, Handle, UserRevocation};
+use qsess_record::{ChangeRecord, DeleteReason, UserRevocation};
 use std::time::Duration;
 
+use crate::commands_support::{
+    handle_text_of_session_id, key_exists, send_command_expecting_integer, send_command_words, server_clock_ms,
+    sorted_keys_and_stream_length, stream_length, tombstone_key_of,
+};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
 const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
 const REVOKED_ID_MESSAGE: &str = "session id was revoked and cannot be used again";
 
-fn handle_text_of_session_id(session_id: &str) -> String {
-    Handle::from_session_id(session_id.as_bytes()).to_string()
-}
-
 fn session_record_key_of(session_id: &str) -> String {
     format!("qs:{{0}}:s:{}", handle_text_of_session_id(session_id))
 }
 
-fn tombstone_key_of(session_id: &str) -> String {
-    format!("qs:{{0}}:t:{}", handle_text_of_session_id(session_id))
-}
-
 fn user_index_key_of(user_id: &str) -> String {
     format!("qs:{{0}}:u:{user_id}")
-}
-
-/// Sends one command given as words, the first being the command name.
-fn send_command_words(con: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command.query(con)
-}
-
-fn send_command_expecting_integer(con: &mut Connection, words: &[&str]) -> i64 {
-    match send_command_words(con, words) {
-        Ok(Value::Int(number)) => number,
-        other => panic!("{words:?} answered {other:?}, expected an integer"),
-    }
 }
 
 fn create_user_session(con: &mut Connection, session_id: &str, user_id: &str) {
@@ -51,25 +31,8 @@ fn session_is_live_according_to_peek(con: &mut Connection, session_id: &str) -> 
     !matches!(send_command_words(con, &["QSESS.PEEK", session_id]).unwrap(), Value::Nil)
 }
 
-fn server_clock_ms(con: &mut Connection) -> i64 {
-    let (seconds, microseconds): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + microseconds / 1000
-}
-
-fn key_exists(con: &mut Connection, key: &str) -> bool {
-    redis::cmd("EXISTS").arg(key).query::<i64>(con).unwrap() == 1
-}
-
 fn index_score_of_session(con: &mut Connection, user_id: &str, session_id: &str) -> Option<f64> {
     redis::cmd("ZSCORE").arg(user_index_key_of(user_id)).arg(handle_text_of_session_id(session_id)).query(con).unwrap()
-}
-
-/// Every key in the database, sorted, and the change stream's length: what "nothing written" compares.
-fn sorted_keys_and_stream_length(con: &mut Connection) -> (Vec<String>, i64) {
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
-    keys.sort();
-    let length: i64 = redis::cmd("XLEN").arg(CHANGE_STREAM_KEY).query(con).unwrap();
-    (keys, length)
 }
 
 /// A `del` entry of the change stream, reduced to what these tests check.
@@ -104,10 +67,6 @@ fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<DeleteEntrySum
         }
     }
     deletes
-}
-
-fn stream_length(con: &mut Connection) -> usize {
-    redis::cmd("XLEN").arg(CHANGE_STREAM_KEY).query(con).unwrap()
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod byuser;
 mod change_stream;
+mod commands_support;
 mod geo_fixtures;
 mod geo_locations;
 mod geo_mirror;

@@ -7,6 +7,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
+use crate::commands_support::{query_value, server_clock_ms};
 use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
@@ -60,10 +61,6 @@ fn flatten_reply_bytes(value: &Value, into: &mut Vec<u8>) {
     into.push(b'\n');
 }
 
-fn query_value(con: &mut Connection, command: &str, args: &[&str]) -> Value {
-    redis::cmd(command).arg(args).query(con).unwrap_or_else(|e| panic!("{command} {args:?}: {e}"))
-}
-
 /// A raw MONITOR client that collects everything until `ECHO <marker>` shows up.
 fn start_monitor_collecting_until_marker(port: u16) -> thread::JoinHandle<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -82,11 +79,6 @@ fn start_monitor_collecting_until_marker(port: u16) -> thread::JoinHandle<Vec<u8
         }
         seen
     })
-}
-
-fn server_clock_ms(con: &mut Connection) -> i64 {
-    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + micros / 1000
 }
 
 fn wait_for_the_next_server_millisecond(con: &mut Connection) {

@@ -5,22 +5,12 @@ use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
+use crate::commands_support::{
+    send_command_expecting_success, send_command_words, wait_for_the_next_server_millisecond,
+};
 use qsess_record::Handle;
-use qsess_tests::{eventually, RedisServer};
+use qsess_tests::RedisServer;
 use redis::{Connection, Value};
-
-/// Sends one command given as words, the first being the command name.
-fn send_command_words(con: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command.query(con)
-}
-
-fn send_command_expecting_success(con: &mut Connection, words: &[&str]) -> Value {
-    send_command_words(con, words).unwrap_or_else(|e| panic!("{words:?} failed: {e}"))
-}
 
 fn info_qsess_fields(con: &mut Connection) -> HashMap<String, String> {
     let info: String = redis::cmd("INFO").arg("qsess").query(con).unwrap();
@@ -40,22 +30,6 @@ fn change_stream_length(con: &mut Connection) -> u64 {
 
 fn qsess_config(con: &mut Connection) -> HashMap<String, String> {
     redis::cmd("CONFIG").arg("GET").arg("qsess.*").query(con).unwrap()
-}
-
-fn server_clock_ms(con: &mut Connection) -> u64 {
-    let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + microseconds / 1000
-}
-
-fn wait_for_the_next_server_millisecond(con: &mut Connection) {
-    let start = server_clock_ms(con);
-    eventually(Duration::from_secs(5), "the server clock to move on", || {
-        if server_clock_ms(con) > start {
-            Ok(())
-        } else {
-            Err("server clock has not moved".to_owned())
-        }
-    });
 }
 
 /// A field of a QSESS.PEEK reply read over RESP2 (a flat field/value array).

@@ -6,24 +6,12 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::commands_support::{send_command_expecting_success, send_command_words};
 use qsess_record::{ChangeRecord, Handle, UserRevocation};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
 const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
-
-/// Sends one command given as words, the first being the command name.
-fn send_command_words(con: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command.query(con)
-}
-
-fn send_command_expecting_success(con: &mut Connection, words: &[&str]) -> Value {
-    send_command_words(con, words).unwrap_or_else(|e| panic!("{words:?} failed: {e}"))
-}
 
 fn server_clock_ms(con: &mut Connection) -> u64 {
     let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();

@@ -1,9 +1,10 @@
 //! RESP2 and RESP3 clients get the same content: record replies are maps under RESP3 and flat
 //! field/value arrays under RESP2; integers, ids and nils look the same under both.
 
+use crate::commands_support::query_value;
 use qsess_record::Handle;
 use qsess_tests::RedisServer;
-use redis::{Connection, Value};
+use redis::Value;
 
 /// A RESP3 map or a RESP2 flat array as ordered (field, value) pairs; panics on anything else.
 fn ordered_pairs_of_map_or_flat_array(value: &Value) -> Vec<(Value, Value)> {
@@ -25,10 +26,6 @@ fn field_names_of_pairs(pairs: &[(Value, Value)]) -> Vec<String> {
             other => panic!("field name is not a bulk string: {other:?}"),
         })
         .collect()
-}
-
-fn query_value(con: &mut Connection, command: &str, args: &[&str]) -> Value {
-    redis::cmd(command).arg(args).query(con).unwrap_or_else(|e| panic!("{command} {args:?}: {e}"))
 }
 
 fn server_with_two_sessions_of_one_user() -> RedisServer {

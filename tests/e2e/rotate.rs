@@ -1,22 +1,15 @@
 //! QSESS.ROTATE: the session moves to a new id with its data, owner and creation time; the old id is
 //! dead and tombstoned; every refusal leaves the keyspace untouched.
 
-use std::collections::BTreeMap;
-
+use crate::commands_support::{
+    borrowed_pairs, qsess_command_error_text, qsess_command_reply, session_field_integer, session_field_text,
+    snapshot_of_every_key_dump_and_expiry,
+};
 use qsess_record::{ChangeRecord, DeleteReason, Handle};
 use qsess_tests::RedisServer;
 use redis::{Connection, Value};
 
 const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
-
-fn qsess_command_reply(con: &mut Connection, name: &str, args: &[&str]) -> Value {
-    redis::cmd(name).arg(args).query(con).unwrap_or_else(|e| panic!("{name} {args:?} failed: {e}"))
-}
-
-fn qsess_command_error_text(con: &mut Connection, name: &str, args: &[&str]) -> String {
-    let error = redis::cmd(name).arg(args).query::<Value>(con).expect_err("the command must be refused");
-    format!("{} {}", error.code().unwrap_or("?"), error.detail().unwrap_or(""))
-}
 
 /// PEEK (never writes) as ordered (field, value) pairs, or `None` for nil.
 fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &str) -> Option<Vec<(String, Value)>> {
@@ -35,36 +28,8 @@ fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &str) -> Option
     }
 }
 
-fn session_field_integer(fields: &[(String, Value)], name: &str) -> i64 {
-    match fields.iter().find(|(field, _)| field == name) {
-        Some((_, Value::Int(number))) => *number,
-        other => panic!("field {name} is not an integer: {other:?} in {fields:?}"),
-    }
-}
-
-fn session_field_text(fields: &[(String, Value)], name: &str) -> Option<String> {
-    match fields.iter().find(|(field, _)| field == name) {
-        None => None,
-        Some((_, Value::BulkString(bytes))) => Some(String::from_utf8(bytes.clone()).unwrap()),
-        Some(other) => panic!("field {name} is not a bulk string: {other:?}"),
-    }
-}
-
 fn handle_text_of_session_id(sid: &str) -> String {
     Handle::from_session_id(sid.as_bytes()).as_str().to_owned()
-}
-
-/// Every key with its type, DUMP payload and absolute expiry: equal snapshots mean nothing was written.
-fn snapshot_of_every_key_dump_and_expiry(con: &mut Connection) -> BTreeMap<Vec<u8>, (String, Vec<u8>, i64)> {
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).unwrap();
-    keys.into_iter()
-        .map(|key| {
-            let kind: String = redis::cmd("TYPE").arg(&key).query(con).unwrap();
-            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(con).unwrap();
-            let expires: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(con).unwrap();
-            (key, (kind, dump, expires))
-        })
-        .collect()
 }
 
 /// Field/value pairs of every change stream entry, oldest first.
@@ -75,10 +40,6 @@ fn change_stream_entry_fields(con: &mut Connection) -> Vec<Vec<(Vec<u8>, Vec<u8>
         .into_iter()
         .map(|(_, flat)| flat.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect())
         .collect()
-}
-
-fn borrowed_pairs(entry: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
-    entry.iter().map(|(field, value)| (field.as_slice(), value.as_slice())).collect()
 }
 
 #[test]

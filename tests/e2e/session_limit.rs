@@ -3,35 +3,15 @@
 
 use std::time::Duration;
 
-use qsess_record::{ChangeRecord, DeleteReason, Handle};
+use crate::commands_support::{
+    handle_text_of_session_id, key_exists, send_command_expecting_integer, send_command_words,
+    sorted_keys_and_stream_length, stream_length, tombstone_key_of,
+};
+use qsess_record::{ChangeRecord, DeleteReason};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
 const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
-
-fn handle_text_of_session_id(session_id: &str) -> String {
-    Handle::from_session_id(session_id.as_bytes()).to_string()
-}
-
-fn tombstone_key_of(session_id: &str) -> String {
-    format!("qs:{{0}}:t:{}", handle_text_of_session_id(session_id))
-}
-
-/// Sends one command given as words, the first being the command name.
-fn send_command_words(con: &mut Connection, words: &[&str]) -> redis::RedisResult<Value> {
-    let mut command = redis::cmd(words[0]);
-    for word in &words[1..] {
-        command.arg(*word);
-    }
-    command.query(con)
-}
-
-fn send_command_expecting_integer(con: &mut Connection, words: &[&str]) -> i64 {
-    match send_command_words(con, words) {
-        Ok(Value::Int(number)) => number,
-        other => panic!("{words:?} answered {other:?}, expected an integer"),
-    }
-}
 
 fn server_clock_ms(con: &mut Connection) -> u64 {
     let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
@@ -73,10 +53,6 @@ fn sorted_handles_of(session_ids: &[&str]) -> Vec<String> {
     handles
 }
 
-fn stream_length(con: &mut Connection) -> usize {
-    redis::cmd("XLEN").arg(CHANGE_STREAM_KEY).query(con).unwrap()
-}
-
 /// (handle, version, reason) of every `del` entry after entry index `skip`, in stream order.
 fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<(String, u64, DeleteReason)> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
@@ -91,17 +67,6 @@ fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<(String, u64, 
         }
     }
     deletes
-}
-
-fn sorted_keys_and_stream_length(con: &mut Connection) -> (Vec<String>, i64) {
-    let mut keys: Vec<String> = redis::cmd("KEYS").arg("*").query(con).unwrap();
-    keys.sort();
-    let length: i64 = redis::cmd("XLEN").arg(CHANGE_STREAM_KEY).query(con).unwrap();
-    (keys, length)
-}
-
-fn key_exists(con: &mut Connection, key: &str) -> bool {
-    redis::cmd("EXISTS").arg(key).query::<i64>(con).unwrap() == 1
 }
 
 #[test]

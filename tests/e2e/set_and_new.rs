@@ -1,23 +1,18 @@
 //! QSESS.SET and QSESS.NEW: create/update rules, NX/XX, owners and their indexes, minted ids and
 //! buckets, binary data, IP normalisation and the runtime privacy and timeout settings.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::commands_support::{
+    borrowed_pairs, byuser_handles, qsess_command_error_text, qsess_command_reply, server_clock_ms,
+    session_field_integer, snapshot_of_every_key_dump_and_expiry,
+};
 use qsess_record::{ChangeRecord, Handle, SessionRecord};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
 const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
-
-fn qsess_command_reply(con: &mut Connection, name: &str, args: &[&str]) -> Value {
-    redis::cmd(name).arg(args).query(con).unwrap_or_else(|e| panic!("{name} {args:?} failed: {e}"))
-}
-
-fn qsess_command_error_text(con: &mut Connection, name: &str, args: &[&str]) -> String {
-    let error = redis::cmd(name).arg(args).query::<Value>(con).expect_err("the command must be refused");
-    format!("{} {}", error.code().unwrap_or("?"), error.detail().unwrap_or(""))
-}
 
 /// PEEK (never writes) as ordered (field, value) pairs, or `None` for nil.
 fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &[u8]) -> Option<Vec<(String, Value)>> {
@@ -33,13 +28,6 @@ fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &[u8]) -> Optio
                 .collect(),
         ),
         other => panic!("PEEK replied {other:?}"),
-    }
-}
-
-fn session_field_integer(fields: &[(String, Value)], name: &str) -> i64 {
-    match fields.iter().find(|(field, _)| field == name) {
-        Some((_, Value::Int(number))) => *number,
-        other => panic!("field {name} is not an integer: {other:?} in {fields:?}"),
     }
 }
 
@@ -63,15 +51,6 @@ fn user_index_members_in_order(con: &mut Connection, bucket: u32, uid: &str) -> 
     redis::cmd("ZRANGE").arg(format!("qs:{{{bucket}}}:u:{uid}")).arg(0).arg(-1).query(con).unwrap()
 }
 
-fn byuser_handles(con: &mut Connection, uid: &str) -> Vec<String> {
-    redis::cmd("QSESS.BYUSER").arg(uid).query(con).unwrap()
-}
-
-fn server_clock_ms(con: &mut Connection) -> i64 {
-    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + micros / 1000
-}
-
 fn wait_until_server_clock_passes(con: &mut Connection, ms: i64) {
     eventually(Duration::from_secs(2), "the server clock to advance", || {
         let now = server_clock_ms(con);
@@ -83,19 +62,6 @@ fn wait_until_server_clock_passes(con: &mut Connection, ms: i64) {
     });
 }
 
-/// Every key with its type, DUMP payload and absolute expiry: equal snapshots mean nothing was written.
-fn snapshot_of_every_key_dump_and_expiry(con: &mut Connection) -> BTreeMap<Vec<u8>, (String, Vec<u8>, i64)> {
-    let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).unwrap();
-    keys.into_iter()
-        .map(|key| {
-            let kind: String = redis::cmd("TYPE").arg(&key).query(con).unwrap();
-            let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query(con).unwrap();
-            let expires: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(con).unwrap();
-            (key, (kind, dump, expires))
-        })
-        .collect()
-}
-
 /// Field/value pairs of every change stream entry, oldest first.
 fn change_stream_entry_fields(con: &mut Connection, stream: &str) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
     let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XRANGE").arg(stream).arg("-").arg("+").query(con).unwrap();
@@ -103,10 +69,6 @@ fn change_stream_entry_fields(con: &mut Connection, stream: &str) -> Vec<Vec<(Ve
         .into_iter()
         .map(|(_, flat)| flat.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect())
         .collect()
-}
-
-fn borrowed_pairs(entry: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
-    entry.iter().map(|(field, value)| (field.as_slice(), value.as_slice())).collect()
 }
 
 /// The bucket qsess puts a user in: SHA-256(uid)'s first 8 bytes, big-endian, mod `buckets`. The

@@ -4,6 +4,9 @@
 use std::thread;
 use std::time::Duration;
 
+use crate::commands_support::{
+    byuser_handles, qsess_set_or_panic, record_key_of_session_id, server_clock_ms, session_field_integer,
+};
 use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
@@ -23,31 +26,6 @@ fn record_reply_fields(con: &mut Connection, command: &str, sid: &str) -> Option
         ),
         other => panic!("{command} replied {other:?}"),
     }
-}
-
-fn session_field_integer(fields: &[(String, Value)], name: &str) -> i64 {
-    match fields.iter().find(|(field, _)| field == name) {
-        Some((_, Value::Int(number))) => *number,
-        other => panic!("field {name} is not an integer: {other:?} in {fields:?}"),
-    }
-}
-
-fn qsess_set_or_panic(con: &mut Connection, args: &[&str]) {
-    let reply: Value = redis::cmd("QSESS.SET").arg(args).query(con).unwrap();
-    assert!(matches!(reply, Value::Int(_)), "QSESS.SET {args:?} replied {reply:?}");
-}
-
-fn server_clock_ms(con: &mut Connection) -> i64 {
-    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + micros / 1000
-}
-
-fn record_key_of_session_id(sid: &str) -> String {
-    format!("qs:{{0}}:s:{}", Handle::from_session_id(sid.as_bytes()))
-}
-
-fn byuser_handles(con: &mut Connection, uid: &str) -> Vec<String> {
-    redis::cmd("QSESS.BYUSER").arg(uid).query(con).unwrap()
 }
 
 #[test]
