@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = "--quick" in sys.argv[1:]
 ROUNDS = 1 if QUICK else 3
-CHANGES = 50_000 if QUICK else 100_000
+CHANGES = 50_000 if QUICK else 200_000
 STEADY_RATE = 5_000
 BYTES_SESSIONS = 50_000 if QUICK else 100_000
 STEADY_SECONDS = 5 if QUICK else 20

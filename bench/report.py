@@ -131,6 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--command", required=True)
     parser.add_argument("--wall-seconds", type=float, default=None)
+    parser.add_argument("--build-seconds", type=float, default=None)
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = parser.parse_args()
 
@@ -232,6 +233,8 @@ def main() -> None:
         pass
     kernel = os.uname().release
     wall = f"; wall time {args.wall_seconds / 60:.1f} min" if args.wall_seconds is not None else ""
+    if args.build_seconds is not None and args.wall_seconds is not None:
+        wall += f" ({args.build_seconds:.0f} s of it the cargo release build)"
 
     met_count = sum(1 for t in targets if t[3])
     lines = [
