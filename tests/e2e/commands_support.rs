@@ -127,3 +127,23 @@ pub(crate) fn borrowed_pairs(entry: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])
 pub(crate) fn byuser_handles(con: &mut Connection, uid: &str) -> Vec<String> {
     redis::cmd("QSESS.BYUSER").arg(uid).query(con).unwrap()
 }
+
+/// A record reply (RESP2 flat array of field/value pairs) of `command` as ordered pairs, or `None` for nil.
+pub(crate) fn record_reply_fields_in_order(reply: Value, command: &str) -> Option<Vec<(String, Value)>> {
+    match reply {
+        Value::Nil => None,
+        Value::Array(items) => {
+            assert_eq!(items.len() % 2, 0, "odd-length reply {items:?}");
+            Some(
+                items
+                    .chunks(2)
+                    .map(|pair| match &pair[0] {
+                        Value::BulkString(name) => (String::from_utf8(name.clone()).unwrap(), pair[1].clone()),
+                        other => panic!("field name is not a bulk string: {other:?}"),
+                    })
+                    .collect(),
+            )
+        }
+        other => panic!("{command} replied {other:?}"),
+    }
+}

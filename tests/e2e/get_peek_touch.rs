@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::commands_support::{
-    qsess_set_or_panic, server_clock_ms, session_field_integer, session_field_text,
+    qsess_set_or_panic, record_reply_fields_in_order, server_clock_ms, session_field_integer, session_field_text,
     snapshot_of_every_key_dump_and_expiry,
 };
 use qsess_record::{ChangeRecord, Handle};
@@ -15,22 +15,8 @@ const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
 
 /// A record reply (RESP2 flat array) as ordered (field, value) pairs, or `None` for nil.
 fn record_reply_as_ordered_fields(con: &mut Connection, command: &str, args: &[&str]) -> Option<Vec<(String, Value)>> {
-    match redis::cmd(command).arg(args).query::<Value>(con).unwrap() {
-        Value::Nil => None,
-        Value::Array(items) => {
-            assert_eq!(items.len() % 2, 0, "odd-length reply {items:?}");
-            Some(
-                items
-                    .chunks(2)
-                    .map(|pair| match &pair[0] {
-                        Value::BulkString(name) => (String::from_utf8(name.clone()).unwrap(), pair[1].clone()),
-                        other => panic!("field name is not a bulk string: {other:?}"),
-                    })
-                    .collect(),
-            )
-        }
-        other => panic!("{command} replied {other:?}"),
-    }
+    let reply = redis::cmd(command).arg(args).query::<Value>(con).unwrap();
+    record_reply_fields_in_order(reply, command)
 }
 
 fn field_names_in_order(fields: &[(String, Value)]) -> Vec<&str> {

@@ -2,8 +2,8 @@
 //! dead and tombstoned; every refusal leaves the keyspace untouched.
 
 use crate::commands_support::{
-    borrowed_pairs, qsess_command_error_text, qsess_command_reply, session_field_integer, session_field_text,
-    snapshot_of_every_key_dump_and_expiry,
+    borrowed_pairs, qsess_command_error_text, qsess_command_reply, record_reply_fields_in_order, session_field_integer,
+    session_field_text, snapshot_of_every_key_dump_and_expiry,
 };
 use qsess_record::{ChangeRecord, DeleteReason, Handle};
 use qsess_tests::RedisServer;
@@ -13,19 +13,8 @@ const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
 
 /// PEEK (never writes) as ordered (field, value) pairs, or `None` for nil.
 fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &str) -> Option<Vec<(String, Value)>> {
-    match redis::cmd("QSESS.PEEK").arg(sid).query::<Value>(con).unwrap() {
-        Value::Nil => None,
-        Value::Array(items) => Some(
-            items
-                .chunks(2)
-                .map(|pair| match &pair[0] {
-                    Value::BulkString(name) => (String::from_utf8(name.clone()).unwrap(), pair[1].clone()),
-                    other => panic!("field name is not a bulk string: {other:?}"),
-                })
-                .collect(),
-        ),
-        other => panic!("PEEK replied {other:?}"),
-    }
+    let reply = redis::cmd("QSESS.PEEK").arg(sid).query::<Value>(con).unwrap();
+    record_reply_fields_in_order(reply, "QSESS.PEEK")
 }
 
 fn handle_text_of_session_id(sid: &str) -> String {

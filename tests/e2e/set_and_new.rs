@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::commands_support::{
-    borrowed_pairs, byuser_handles, qsess_command_error_text, qsess_command_reply, server_clock_ms,
-    session_field_integer, snapshot_of_every_key_dump_and_expiry,
+    borrowed_pairs, byuser_handles, qsess_command_error_text, qsess_command_reply, record_reply_fields_in_order,
+    server_clock_ms, session_field_integer, snapshot_of_every_key_dump_and_expiry,
 };
 use qsess_record::{ChangeRecord, Handle, SessionRecord};
 use qsess_tests::{eventually, RedisServer};
@@ -16,19 +16,8 @@ const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
 
 /// PEEK (never writes) as ordered (field, value) pairs, or `None` for nil.
 fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &[u8]) -> Option<Vec<(String, Value)>> {
-    match redis::cmd("QSESS.PEEK").arg(sid).query::<Value>(con).unwrap() {
-        Value::Nil => None,
-        Value::Array(items) => Some(
-            items
-                .chunks(2)
-                .map(|pair| match &pair[0] {
-                    Value::BulkString(name) => (String::from_utf8(name.clone()).unwrap(), pair[1].clone()),
-                    other => panic!("field name is not a bulk string: {other:?}"),
-                })
-                .collect(),
-        ),
-        other => panic!("PEEK replied {other:?}"),
-    }
+    let reply = redis::cmd("QSESS.PEEK").arg(sid).query::<Value>(con).unwrap();
+    record_reply_fields_in_order(reply, "QSESS.PEEK")
 }
 
 fn session_field_bytes(fields: &[(String, Value)], name: &str) -> Option<Vec<u8>> {

@@ -5,7 +5,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::commands_support::{
-    byuser_handles, qsess_set_or_panic, record_key_of_session_id, server_clock_ms, session_field_integer,
+    byuser_handles, qsess_set_or_panic, record_key_of_session_id, record_reply_fields_in_order, server_clock_ms,
+    session_field_integer,
 };
 use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
@@ -13,19 +14,8 @@ use redis::{Connection, Value};
 
 /// A record reply (RESP2 flat array) as (field, value) pairs, or `None` for nil.
 fn record_reply_fields(con: &mut Connection, command: &str, sid: &str) -> Option<Vec<(String, Value)>> {
-    match redis::cmd(command).arg(sid).query::<Value>(con).unwrap() {
-        Value::Nil => None,
-        Value::Array(items) => Some(
-            items
-                .chunks(2)
-                .map(|pair| match &pair[0] {
-                    Value::BulkString(name) => (String::from_utf8(name.clone()).unwrap(), pair[1].clone()),
-                    other => panic!("field name is not a bulk string: {other:?}"),
-                })
-                .collect(),
-        ),
-        other => panic!("{command} replied {other:?}"),
-    }
+    let reply = redis::cmd(command).arg(sid).query::<Value>(con).unwrap();
+    record_reply_fields_in_order(reply, command)
 }
 
 #[test]
