@@ -9,17 +9,58 @@ use crate::redis_key::{KeyKind, RedisKey};
 use crate::settings::{keyspace, Settings};
 use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord};
 use redis_module::{Context, RedisString};
+use std::cell::RefCell;
 
 /// The context, clock and settings of one command's writes.
 pub(crate) struct Effects<'ctx> {
     pub(crate) ctx: &'ctx Context,
     pub(crate) now_ms: u64,
     pub(crate) settings: Settings,
+    coalesced: RefCell<Option<CoalescedRemovals>>,
+}
+
+/// Key deletions and index removals held back while many sessions end in one command, then
+/// replicated as one `DEL` and one `ZREM` per index. `RM_Replicate` looks the command up by name and
+/// copies every argument on each call: one call per session and write was a sixth of the time of
+/// `QSESS.REVOKEUSER` for a user with 100 sessions. Safe because nothing else the command replicates
+/// touches the deleted keys, and the replica applies the whole command as one MULTI/EXEC.
+#[derive(Default)]
+struct CoalescedRemovals {
+    deleted_keys: Vec<Vec<u8>>,
+    removed_members: Vec<(Vec<u8>, Vec<Vec<u8>>)>,
 }
 
 impl<'ctx> Effects<'ctx> {
     pub(crate) fn new(ctx: &'ctx Context) -> Result<Effects<'ctx>, CommandError> {
-        Ok(Effects { ctx, now_ms: crate::redis_key::now_ms()?, settings: Settings::current() })
+        Ok(Effects {
+            ctx,
+            now_ms: crate::redis_key::now_ms()?,
+            settings: Settings::current(),
+            coalesced: RefCell::new(None),
+        })
+    }
+
+    /// Runs `write` with key deletions and index removals replicated together at its end (also when
+    /// it fails part way, so the replica gets exactly what was applied here).
+    pub(crate) fn with_coalesced_removals<T>(
+        &self,
+        write: impl FnOnce() -> Result<T, CommandError>,
+    ) -> Result<T, CommandError> {
+        self.coalesced.replace(Some(CoalescedRemovals::default()));
+        let result = write();
+        if let Some(removals) = self.coalesced.take() {
+            if !removals.deleted_keys.is_empty() {
+                let names: Vec<&[u8]> = removals.deleted_keys.iter().map(Vec::as_slice).collect();
+                self.ctx.replicate("DEL", names.as_slice());
+            }
+            for (index_name, members) in &removals.removed_members {
+                let mut arguments: Vec<&[u8]> = Vec::with_capacity(members.len() + 1);
+                arguments.push(index_name);
+                arguments.extend(members.iter().map(Vec::as_slice));
+                self.ctx.replicate("ZREM", arguments.as_slice());
+            }
+        }
+        result
     }
 
     /// Stores an encoded record with its absolute expiry: `SET key value PXAT expires`.
@@ -34,7 +75,10 @@ impl<'ctx> Effects<'ctx> {
 
     pub(crate) fn delete_key(&self, key: &RedisKey<'_>) -> Result<(), CommandError> {
         key.delete()?;
-        self.ctx.replicate("DEL", &[key.name().as_slice()]);
+        match self.coalesced.borrow_mut().as_mut() {
+            Some(removals) => removals.deleted_keys.push(key.name().as_slice().to_vec()),
+            None => self.ctx.replicate("DEL", &[key.name().as_slice()]),
+        }
         Ok(())
     }
 
@@ -56,10 +100,24 @@ impl<'ctx> Effects<'ctx> {
     pub(crate) fn index_remove(&self, index: &RedisKey<'_>, handle: &Handle) -> Result<bool, CommandError> {
         let member = RedisString::create_from_slice(self.ctx.get_raw(), handle.as_bytes());
         let removed = index.sorted_set_remove(&member)?;
-        if removed {
-            self.ctx.replicate("ZREM", &[index.name().as_slice(), handle.as_bytes()]);
+        if !removed {
+            return Ok(false);
         }
-        Ok(removed)
+        match self.coalesced.borrow_mut().as_mut() {
+            Some(removals) => {
+                let index_name = index.name().as_slice();
+                let position = removals.removed_members.iter().position(|(name, _)| name == index_name);
+                let position = position.unwrap_or_else(|| {
+                    removals.removed_members.push((index_name.to_vec(), Vec::new()));
+                    removals.removed_members.len() - 1
+                });
+                if let Some((_, members)) = removals.removed_members.get_mut(position) {
+                    members.push(handle.as_bytes().to_vec());
+                }
+            }
+            None => self.ctx.replicate("ZREM", &[index.name().as_slice(), handle.as_bytes()]),
+        }
+        Ok(true)
     }
 
     /// Removes index members whose expiry has passed; their session keys are already gone.

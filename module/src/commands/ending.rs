@@ -9,7 +9,7 @@ use crate::redis_key::RedisKey;
 use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
 use qsess_record::{DeleteReason, Handle};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// What [`SessionsToEnd::add`] found at an address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,10 @@ pub(crate) struct SessionsToEnd<'e, 'ctx> {
     effects: &'e Effects<'ctx>,
     live: Vec<(SessionAddress, RedisKey<'ctx>, Option<Vec<u8>>)>,
     absent: Vec<(SessionAddress, Option<Vec<u8>>)>,
-    indexes: HashMap<(u32, Vec<u8>), RedisKey<'ctx>>,
+    /// Every handle in `live` or `absent`: a user may have thousands, so no scan per session.
+    queued: HashSet<Handle>,
+    /// Open indexes by bucket, then owner (looked up by `&[u8]`, without allocating).
+    indexes: HashMap<u32, HashMap<Vec<u8>, RedisKey<'ctx>>>,
     streams: HashMap<u32, RedisKey<'ctx>>,
 }
 
@@ -39,6 +42,7 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
             effects,
             live: Vec::new(),
             absent: Vec::new(),
+            queued: HashSet::new(),
             indexes: HashMap::new(),
             streams: HashMap::new(),
         }
@@ -46,7 +50,7 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
 
     /// Uses an index the caller already opened, so the same key is never open twice.
     pub(crate) fn with_index(mut self, bucket: u32, user_id: &[u8], index: RedisKey<'ctx>) -> Self {
-        self.indexes.insert((bucket, user_id.to_vec()), index);
+        self.indexes.entry(bucket).or_default().insert(user_id.to_vec(), index);
         self
     }
 
@@ -54,11 +58,7 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
     /// Redis does not hold. The owner check matters because an index can still list a handle whose
     /// session expired and was later created again for another user.
     pub(crate) fn add(&mut self, address: SessionAddress, owner: Option<&[u8]>) -> Result<Found, CommandError> {
-        let queued = |handle: &Handle| {
-            self.live.iter().any(|(queued, _, _)| queued.handle == *handle)
-                || self.absent.iter().any(|(queued, _)| queued.handle == *handle)
-        };
-        if queued(&address.handle) {
+        if self.queued.contains(&address.handle) {
             return Ok(Found::Duplicate);
         }
         let ctx = self.effects.ctx;
@@ -72,6 +72,7 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
             Ok(None) => {
                 let owner = expected_owner.map(<[u8]>::to_vec);
                 self.open_keys_for(address.bucket, owner.as_deref())?;
+                self.queued.insert(address.handle);
                 self.absent.push((address, owner));
                 return Ok(Found::Absent);
             }
@@ -80,6 +81,7 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
             Err(error) => return Err(error),
         };
         self.open_keys_for(address.bucket, owner.as_deref())?;
+        self.queued.insert(address.handle);
         self.live.push((address, key, owner));
         Ok(Found::Live)
     }
@@ -87,9 +89,9 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
     fn open_keys_for(&mut self, bucket: u32, owner: Option<&[u8]>) -> Result<(), CommandError> {
         let ctx = self.effects.ctx;
         if let Some(user_id) = owner {
-            let index_id = (bucket, user_id.to_vec());
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.indexes.entry(index_id) {
-                slot.insert(session_lookup::open_index_writable(ctx, bucket, user_id)?);
+            let indexes = self.indexes.entry(bucket).or_default();
+            if !indexes.contains_key(user_id) {
+                indexes.insert(user_id.to_vec(), session_lookup::open_index_writable(ctx, bucket, user_id)?);
             }
         }
         if let std::collections::hash_map::Entry::Vacant(slot) = self.streams.entry(bucket) {
@@ -100,7 +102,7 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
 
     /// The index opened for `user_id`, if any session of that user was queued or one was given.
     pub(crate) fn index(&self, bucket: u32, user_id: &[u8]) -> Option<&RedisKey<'ctx>> {
-        self.indexes.get(&(bucket, user_id.to_vec()))
+        self.indexes.get(&bucket).and_then(|indexes| indexes.get(user_id))
     }
 
     pub(crate) fn remove_from_index(&self, bucket: u32, user_id: &[u8], handle: &Handle) -> Result<(), CommandError> {
@@ -112,14 +114,18 @@ impl<'e, 'ctx> SessionsToEnd<'e, 'ctx> {
 
     /// Ends every queued session and reports how many were live in Redis.
     pub(crate) fn end_all(self, reason: DeleteReason) -> Result<usize, CommandError> {
+        self.effects.with_coalesced_removals(|| self.end_each(reason))
+    }
+
+    fn end_each(&self, reason: DeleteReason) -> Result<usize, CommandError> {
         for (address, key, owner) in &self.live {
-            let index = owner.as_ref().and_then(|user_id| self.indexes.get(&(address.bucket, user_id.clone())));
+            let index = owner.as_deref().and_then(|user_id| self.index(address.bucket, user_id));
             let stream = self.streams.get(&address.bucket).ok_or(CommandError::Internal)?;
             let ending = EndingSession { bucket: address.bucket, handle: address.handle, key };
             self.effects.end_session(&ending, index, stream, reason)?;
         }
         for (address, owner) in &self.absent {
-            let index = owner.as_ref().and_then(|user_id| self.indexes.get(&(address.bucket, user_id.clone())));
+            let index = owner.as_deref().and_then(|user_id| self.index(address.bucket, user_id));
             let stream = self.streams.get(&address.bucket).ok_or(CommandError::Internal)?;
             self.effects.end_absent_session(address, owner.as_deref(), index, stream, reason)?;
         }
