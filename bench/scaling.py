@@ -3,9 +3,11 @@
 
 It starts its own redis-server(s) with the qsess module on free loopback ports and measures:
   - QSESS.BYUSER uid WITHMETA and QSESS.REVOKEUSER uid against Lua equivalents on plain keys
-    (bench/byuser.lua, bench/revokeuser.lua over what bench/session_write.lua writes) for users with
-    1, 10, 100 and 1000 sessions: one client, one call in flight, each call timed from send to reply,
-    qsess and Lua alternating user by user (A, B, B, A, ...); every REVOKEUSER call ends a fresh user;
+    (bench/byuser.lua; bench/revokeuser_tombstones.lua with the same guarantees and bench/revokeuser.lua
+    without tombstones, over what bench/session_write.lua writes) for users with 1, 10, 100 and 1000
+    sessions: one client, one call in flight, each call timed from send to reply, the side that goes
+    first rotating user by user; every REVOKEUSER call ends a fresh user;
+  - QSESS.REVOKEUSER throughput against both Lua scripts, users with 10 sessions, calls pipelined;
   - QSESS.GET throughput (redis-benchmark, 50 clients, P16) with 10k sessions stored against a server holding
     1M sessions (200k with --quick), the two servers side by side, runs alternating A, B, A, B.
 Results go to bench/results/scaling.md and stdout.
@@ -36,6 +38,9 @@ CALLS = {1: 150, 10: 150, 100: 40, 1000: 8} if QUICK else {1: 600, 10: 600, 100:
 SMALL, LARGE = 10_000, (200_000 if QUICK else 1_000_000)
 GET_ROUNDS = 1 if QUICK else 3
 GET_REQUESTS = 200_000 if QUICK else 600_000
+THROUGHPUT_USERS = 500 if QUICK else 2_000
+THROUGHPUT_ROUNDS = 1 if QUICK else 3
+TOMBSTONE_TTL_MS = 86_400_000  # qsess.tombstone-ttl-ms default
 PAYLOAD = "p" * 300
 IP = "203.0.113.7"
 
@@ -48,22 +53,25 @@ def script(redis: Redis, name: str) -> str:
     return redis.call("SCRIPT", "LOAD", (ROOT / "bench" / name).read_text()).decode()
 
 
-def fill(redis: Redis, size: int, users: int, write_sha: str) -> None:
+def fill(redis: Redis, size: int, users: int, write_sha: str, prefixes: tuple[str, ...] = ("bl",),
+         user_name: str = "") -> None:
+    """Gives `users` users `size` sessions each, through QSESS.SET and through session_write.lua once per prefix."""
     commands = []
     for user in range(users):
-        uid = f"sc{size}-u{user}"
+        uid = f"{user_name or f'sc{size}'}-u{user}"
         for k in range(size):
-            sid = f"sc{size}-u{user}-s{k}"
+            sid = f"{uid}-s{k}"
             commands.append(Redis.encode("QSESS.SET", sid, "DATA", PAYLOAD, "USER", uid, "IP", IP,
                                          "UA", mirror.USER_AGENT))
-            commands.append(Redis.encode("EVALSHA", write_sha, 3, f"bl:s:{sid}", f"bl:u:{uid}", "bl:chg", PAYLOAD,
-                                         IP, mirror.USER_AGENT, 1_800_000, 86_400_000))
+            for prefix in prefixes:
+                commands.append(Redis.encode("EVALSHA", write_sha, 3, f"{prefix}:s:{sid}", f"{prefix}:u:{uid}",
+                                             f"{prefix}:chg", PAYLOAD, IP, mirror.USER_AGENT, 1_800_000, 86_400_000))
             if len(commands) >= 2000:
                 redis.pipeline(commands)
                 commands = []
     if commands:
         redis.pipeline(commands)
-    redis.call("DEL", "qs:{0}:chg", "bl:chg")
+    redis.call("DEL", "qs:{0}:chg", *(f"{prefix}:chg" for prefix in prefixes))
 
 
 def timed(redis: Redis, command: bytes):
@@ -77,24 +85,55 @@ def spread(values: list[float], form: str = ",.0f") -> str:
     return f"{format(statistics.median(values), form)} ({format(min(values), form)}–{format(max(values), form)})"
 
 
-def per_user(redis: Redis, size: int, users: int, kind: str, sha: str) -> tuple[list[float], list[float]]:
-    qs, lua = [], []
+def byuser_commands(uid: str, byuser_sha: str) -> list[bytes]:
+    return [Redis.encode("QSESS.BYUSER", uid, "WITHMETA"), Redis.encode("EVALSHA", byuser_sha, 1, f"bl:u:{uid}", "bl:s:")]
+
+
+def revokeuser_commands(uid: str, tombstones_sha: str, minimal_sha: str) -> list[bytes]:
+    """QSESS.REVOKEUSER, the Lua with the same guarantees (on bl:), the Lua without tombstones (on bm:)."""
+    return [Redis.encode("QSESS.REVOKEUSER", uid),
+            Redis.encode("EVALSHA", tombstones_sha, 2, f"bl:u:{uid}", "bl:chg", "bl:", TOMBSTONE_TTL_MS),
+            Redis.encode("EVALSHA", minimal_sha, 2, f"bm:u:{uid}", "bm:chg", "bm:s:")]
+
+
+def per_user(redis: Redis, size: int, users: int, commands_for) -> list[list[float]]:
+    """Times one call per side for each user; the side that goes first rotates from user to user."""
+    timings: list[list[float]] = []
     for user in range(users):
         uid = f"sc{size}-u{user}"
-        if kind == "byuser":
-            a = Redis.encode("QSESS.BYUSER", uid, "WITHMETA")
-            b = Redis.encode("EVALSHA", sha, 1, f"bl:u:{uid}", "bl:s:")
-        else:
-            a = Redis.encode("QSESS.REVOKEUSER", uid)
-            b = Redis.encode("EVALSHA", sha, 2, f"bl:u:{uid}", "bl:chg", "bl:s:")
-        order = ((a, qs), (b, lua)) if user % 2 == 0 else ((b, lua), (a, qs))
-        for command, into in order:
-            micros, reply = timed(redis, command)
+        commands = commands_for(uid)
+        timings = timings or [[] for _ in commands]
+        sides = list(range(len(commands)))
+        first = user % len(sides)
+        for side in sides[first:] + sides[:first]:
+            micros, reply = timed(redis, commands[side])
             count = len(reply) if isinstance(reply, list) else reply
             if count != size:
-                sys.exit(f"scaling-bench: {kind} of {uid} answered {count} sessions, expected {size}")
-            into.append(micros)
-    return qs, lua
+                sys.exit(f"scaling-bench: {commands[side][:60]!r} of {uid} answered {count} sessions, expected {size}")
+            timings[side].append(micros)
+    return timings
+
+
+def revokeuser_throughput(redis: Redis, write_sha: str, tombstones_sha: str, minimal_sha: str) -> list[list[float]]:
+    """Users revoked per second, one connection with every call pipelined, per side and round."""
+    rates: list[list[float]] = [[], [], []]
+    for round_number in range(THROUGHPUT_ROUNDS):
+        name = f"tp{round_number}"
+        fill(redis, 10, THROUGHPUT_USERS, write_sha, ("bl", "bm"), user_name=name)
+        sides = [0, 1, 2]
+        first = round_number % 3
+        for side in sides[first:] + sides[:first]:
+            commands = [revokeuser_commands(f"{name}-u{user}", tombstones_sha, minimal_sha)[side]
+                        for user in range(THROUGHPUT_USERS)]
+            started = time.perf_counter()
+            redis.socket.sendall(b"".join(commands))
+            replies = [redis.read() for _ in commands]
+            elapsed = time.perf_counter() - started
+            if replies != [10] * THROUGHPUT_USERS:
+                sys.exit(f"scaling-bench: revokeuser throughput side {side} did not end 10 sessions per user")
+            rates[side].append(THROUGHPUT_USERS / elapsed)
+        redis.call("DEL", "qs:{0}:chg", "bl:chg", "bm:chg")
+    return rates
 
 
 def block_ratios(qs: list[float], lua: list[float]) -> list[float]:
@@ -135,17 +174,24 @@ def main() -> None:
         process, port = mirror.start_redis(artifacts["module"], workdir / "a")
         processes.append(process)
         redis = mirror.connect_redis(port)
-        write_sha, byuser_sha, revoke_sha = (script(redis, n) for n in
-                                             ("session_write.lua", "byuser.lua", "revokeuser.lua"))
+        write_sha, byuser_sha, tombstones_sha, minimal_sha = (
+            script(redis, n) for n in ("session_write.lua", "byuser.lua", "revokeuser_tombstones.lua",
+                                       "revokeuser.lua"))
         for size, users in CALLS.items():
             log(f"{users} users with {size} sessions each, qsess and Lua")
-            fill(redis, size, users, write_sha)
-            for kind, sha, title in (("byuser", byuser_sha, "QSESS.BYUSER WITHMETA"),
-                                     ("revokeuser", revoke_sha, "QSESS.REVOKEUSER")):
-                qs, lua = per_user(redis, size, users, kind, sha)
-                ratios = block_ratios(qs, lua)
-                rows.append((title, size, users, spread(qs), spread(lua), ratios))
-            redis.call("DEL", "qs:{0}:chg", "bl:chg")
+            fill(redis, size, users, write_sha, ("bl", "bm"))
+            qs, lua = per_user(redis, size, users, lambda uid: byuser_commands(uid, byuser_sha))
+            rows.append(("QSESS.BYUSER WITHMETA", "byuser.lua", size, users, spread(qs), spread(lua),
+                         block_ratios(qs, lua)))
+            qs, same, minimal = per_user(redis, size, users,
+                                         lambda uid: revokeuser_commands(uid, tombstones_sha, minimal_sha))
+            rows.append(("QSESS.REVOKEUSER", "revokeuser_tombstones.lua (same guarantees)", size, users, spread(qs),
+                         spread(same), block_ratios(qs, same)))
+            rows.append(("QSESS.REVOKEUSER", "revokeuser.lua (no tombstones)", size, users, spread(qs),
+                         spread(minimal), block_ratios(qs, minimal)))
+            redis.call("DEL", "qs:{0}:chg", "bl:chg", "bm:chg")
+        log(f"QSESS.REVOKEUSER throughput: {THROUGHPUT_USERS} users with 10 sessions each per side and round")
+        throughput = revokeuser_throughput(redis, write_sha, tombstones_sha, minimal_sha)
         redis.call("FLUSHALL")
 
         log(f"QSESS.GET: {SMALL:,} sessions on one server, {LARGE:,} on another")
@@ -179,20 +225,36 @@ def main() -> None:
         f"Command: `python3 bench/scaling.py{' --quick' if QUICK else ''}`; {time.monotonic() - started:.0f} s "
         f"including the build. Machine: {os.cpu_count()} cores, shared by redis-server and the Python client.",
         "",
-        "Per size, users are filled with that many sessions twice: with `QSESS.SET` and with "
-        "`bench/session_write.lua` (plain hash + ZSET index + stream). Each user then gets one "
-        "`QSESS.BYUSER uid WITHMETA` and one `bench/byuser.lua` call (ZRANGEBYSCORE + HGETALL per member), "
-        "then one `QSESS.REVOKEUSER uid` and one `bench/revokeuser.lua` call (ZRANGE + DEL + XADD per member, "
-        "DEL index; it writes no tombstones, unlike qsess), alternating which goes first. One client, one call "
-        "in flight, µs from send to reply (includes the Python client's parsing of the reply). "
-        "Speed-up = Lua median / qsess median in each third of the calls: median (min, max) of the three; "
-        "> 1 means qsess is faster.",
+        "Per size, users are filled with that many sessions three times: with `QSESS.SET`, and with "
+        "`bench/session_write.lua` (plain hash + ZSET index + stream) under the prefixes `bl:` and `bm:`. Each "
+        "user then gets one `QSESS.BYUSER uid WITHMETA` and one `bench/byuser.lua` call (ZRANGEBYSCORE + "
+        "HGETALL per member); then one `QSESS.REVOKEUSER uid`, one `bench/revokeuser_tombstones.lua` call "
+        "(the same guarantees: per member HMGET owner and version, ZREM, DEL, a tombstone SET ... PXAT, XADD "
+        "of a `del` change; then the user's revocation time and a `revokeuser` change) and one "
+        "`bench/revokeuser.lua` call (ZRANGE, DEL + XADD per member, DEL index: no tombstones, so a replayed "
+        "write could bring a session back). The side that goes first rotates from user to user. One client, "
+        "one call in flight, µs from send to reply (includes the Python client's parsing of the reply). "
+        "Speed-up = baseline median / qsess median in each third of the calls: median (min, max) of the "
+        "three; > 1 means qsess is faster.",
         "",
-        "| command | sessions per user | qsess µs median (min–max) | Lua µs median (min–max) | "
+        "| command | baseline | sessions per user | qsess µs median (min–max) | baseline µs median (min–max) | "
         "speed-up median | min | max | users timed |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {title} | {size} | {qs} | {lua} | {statistics.median(r):.2f} | {min(r):.2f} | {max(r):.2f} | {users} |"
-          for title, size, users, qs, lua, r in rows],
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        *[f"| {title} | {baseline} | {size} | {qs} | {lua} | {statistics.median(r):.2f} | {min(r):.2f} | "
+          f"{max(r):.2f} | {users} |" for title, baseline, size, users, qs, lua, r in rows],
+        "",
+        f"QSESS.REVOKEUSER throughput, users with 10 sessions each: {THROUGHPUT_USERS:,} users per side and "
+        f"round, every call sent at once on one connection (pipelined), users revoked per second from the first "
+        f"send to the last reply; {THROUGHPUT_ROUNDS} round(s), the side that goes first rotating. Ratio = qsess / "
+        "baseline in the same round.",
+        "",
+        "| command | users revoked/s median (min–max) | qsess / it, median (min–max) |",
+        "|---|---:|---:|",
+        f"| QSESS.REVOKEUSER | {spread(throughput[0])} | |",
+        f"| revokeuser_tombstones.lua (same guarantees) | {spread(throughput[1])} | "
+        f"{spread([a / b for a, b in zip(throughput[0], throughput[1])], '.2f')} |",
+        f"| revokeuser.lua (no tombstones) | {spread(throughput[2])} | "
+        f"{spread([a / b for a, b in zip(throughput[0], throughput[2])], '.2f')} |",
         "",
         f"QSESS.GET throughput against the number of sessions stored: two servers side by side, "
         f"redis-benchmark -c 50 -P 16 -n {GET_REQUESTS:,} -r <sessions stored>, {GET_ROUNDS} round(s) alternating; "
