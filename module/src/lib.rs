@@ -11,7 +11,6 @@ mod bucket;
 mod client_ip;
 mod command_info;
 mod commands;
-mod device;
 mod effects;
 mod error;
 mod expiry;

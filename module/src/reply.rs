@@ -1,7 +1,6 @@
 //! Replies written straight to the client: records as maps (RESP3) that Redis flattens to
 //! field/value arrays for RESP2 clients. Writing directly avoids building a `RedisValue` tree on GET.
 
-use crate::device;
 use crate::error::CommandError;
 use crate::redis_key::api;
 use qsess_record::{Handle, SessionRecord};
@@ -64,7 +63,7 @@ impl<'ctx> Reply<'ctx> {
         // Stored when the user agent is not (`qsess.ua-mode none`), else derived from it (cached).
         let derived_device = match record.device {
             Some(_) => None,
-            None => record.user_agent.and_then(device::summary),
+            None => record.user_agent.and_then(qsess_record::cached_device_summary),
         };
         let texts: [(&str, Option<&[u8]>); 7] = [
             ("data", (fields == RecordFields::Full).then_some(record.data)),

@@ -3,7 +3,8 @@
 //!
 //! Parsed with woothee (a small, dependency-light port of a maintained cross-language dataset). The module
 //! and the daemon both call this, so a session reads the same in `QSESS.BYUSER ... WITHMETA` and in the
-//! mirror. A parse costs 1-3 µs, so the module caches it per distinct user agent (module/src/device.rs).
+//! mirror. A parse costs 1-3 µs, so both go through [`crate::cached_device_summary`], which caches it per
+//! distinct user agent.
 
 use std::borrow::Cow;
 

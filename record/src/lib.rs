@@ -6,11 +6,13 @@
 
 mod change;
 mod device;
+mod device_cache;
 mod handle;
 mod session;
 mod varint;
 
 pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError, UserRevocation};
 pub use device::{device_summary, MAX_DEVICE_LEN};
+pub use device_cache::cached_device_summary;
 pub use handle::{Handle, InvalidHandle, HANDLE_LEN};
 pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1, RECORD_FORMAT_V2};

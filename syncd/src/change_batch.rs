@@ -9,6 +9,7 @@ use crate::stream_entry::{EntryId, StreamEntry};
 use chrono::{DateTime, Utc};
 use qsess_record::{ChangeRecord, Handle, SessionRecord, UserRevocation};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Activity on a session whose row is not part of this batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,9 +70,10 @@ pub struct FoldedBatch {
     pub rejections: Vec<Rejection>,
     /// How many stream entries the batch holds, rejected or not.
     pub entry_count: usize,
-    /// Every entry's fields as received, by (stream index, entry id), so that a change Postgres refuses
-    /// can be recorded with the entries it came from.
-    pub source_fields: HashMap<(usize, EntryId), Vec<u8>>,
+    /// The entries the batch was folded from, as received: acknowledged once it is committed, and
+    /// the source of the raw fields recorded for a change Postgres refuses (looked up only then:
+    /// copying every entry's fields up front was a tenth of the daemon's CPU).
+    pub entries: Arc<[StreamEntry]>,
 }
 
 impl FoldedBatch {
@@ -96,19 +98,26 @@ impl FoldedBatch {
                 ),
                 version: i64::try_from(change.version).ok(),
                 error: error.to_owned(),
-                fields: self.source_fields.get(&(stream, entry_id)).cloned().unwrap_or_default(),
+                fields: self
+                    .entries
+                    .iter()
+                    .find(|entry| entry.stream == stream && entry.id == entry_id)
+                    .map(StreamEntry::fields_as_bytes)
+                    .unwrap_or_default(),
             })
             .collect()
     }
 }
 
 impl FoldedBatch {
-    pub fn fold(entries: &[StreamEntry]) -> FoldedBatch {
+    /// Folds entries into one net change per session. Takes a `Vec` without copying it (a slice is cloned).
+    pub fn fold(entries: impl Into<Arc<[StreamEntry]>>) -> FoldedBatch {
+        let entries: Arc<[StreamEntry]> = entries.into();
         let mut order: Vec<Handle> = Vec::new();
         let mut by_handle: HashMap<Handle, NetChange> = HashMap::new();
         let mut rejections = Vec::new();
         let mut user_revocations = Vec::new();
-        for entry in entries {
+        for entry in entries.iter() {
             let pairs: Vec<(&[u8], &[u8])> =
                 entry.fields.iter().map(|(name, value)| (name.as_slice(), value.as_slice())).collect();
             if let Some(revocation) = UserRevocation::parse(&pairs) {
@@ -133,8 +142,7 @@ impl FoldedBatch {
             debug_assert!(by_handle.contains_key(&handle));
         }
         let changes = order.iter().filter_map(|handle| by_handle.remove(handle)).collect();
-        let source_fields = entries.iter().map(|entry| ((entry.stream, entry.id), entry.fields_as_bytes())).collect();
-        FoldedBatch { changes, user_revocations, rejections, entry_count: entries.len(), source_fields }
+        FoldedBatch { changes, user_revocations, rejections, entry_count: entries.len(), entries }
     }
 }
 
@@ -305,7 +313,7 @@ mod tests {
                 ChangeRecord::Touch { handle, user: Some(b"42"), version: 2, seen_ms: T0 + 5, expires_ms: T0 + 99 },
             ),
         ];
-        let batch = FoldedBatch::fold(&entries);
+        let batch = FoldedBatch::fold(entries.as_slice());
         assert_eq!(batch.entry_count, 2);
         assert_eq!(batch.changes.len(), 1);
         let row = batch.changes[0].upsert.as_ref().unwrap();
@@ -318,7 +326,7 @@ mod tests {
         let newer = record(3, b"new");
         let older = record(2, b"old");
         let entries = vec![set(0, b"s1", 3, &newer), set(1, b"s1", 2, &older), set(2, b"s1", 3, &newer)];
-        let batch = FoldedBatch::fold(&entries);
+        let batch = FoldedBatch::fold(entries.as_slice());
         assert_eq!(batch.changes[0].upsert.as_ref().unwrap().data, b"new");
     }
 
@@ -329,7 +337,7 @@ mod tests {
         let mut later = SessionRecord::decode(&later_bytes).unwrap();
         later.created_ms = T0 + 10_000;
         let later = later.encode();
-        let batch = FoldedBatch::fold(&[set(0, b"s1", 3, &old), set(1, b"s1", 1, &later)]);
+        let batch = FoldedBatch::fold([set(0, b"s1", 3, &old), set(1, b"s1", 1, &later)]);
         let row = batch.changes[0].upsert.as_ref().unwrap();
         assert_eq!((row.data.as_slice(), row.version), (&b"new"[..], 1));
         assert_eq!(batch.changes[0].sources.len(), 2);
@@ -346,7 +354,7 @@ mod tests {
             set(0, b"s1", 1, &first),
             entry(7, ChangeRecord::Delete { handle, user: Some(b"42"), version: 2, reason: DeleteReason::Revoke }),
         ];
-        let batch = FoldedBatch::fold(&entries);
+        let batch = FoldedBatch::fold(entries.as_slice());
         let change = &batch.changes[0];
         assert!(change.upsert.is_some());
         let end = change.end.as_ref().unwrap();
@@ -363,7 +371,7 @@ mod tests {
             .map(|(name, value)| (name.as_bytes().to_vec(), value.into_owned()))
             .collect();
         let entries = vec![StreamEntry { stream: 0, id: EntryId { ms: T0 + 3, seq: 0 }, fields }];
-        let batch = FoldedBatch::fold(&entries);
+        let batch = FoldedBatch::fold(entries.as_slice());
         assert!(batch.changes.is_empty() && batch.rejections.is_empty());
         assert_eq!(batch.user_revocations.len(), 1);
         assert_eq!(batch.user_revocations[0].user_id, "42");
@@ -377,7 +385,7 @@ mod tests {
         let mut garbage = set(3, b"s3", 1, &one);
         garbage.fields.retain(|(name, _)| name != b"h");
         let entries = vec![set(0, b"s2", 1, &one), set(1, b"s1", 1, &one), set(2, b"s4", 1, &mismatched), garbage];
-        let batch = FoldedBatch::fold(&entries);
+        let batch = FoldedBatch::fold(entries.as_slice());
         let handles: Vec<&str> = batch.changes.iter().map(|change| change.handle.as_str()).collect();
         assert_eq!(handles, [Handle::from_session_id(b"s2").as_str(), Handle::from_session_id(b"s1").as_str()]);
         assert_eq!(batch.rejections.len(), 2);

@@ -1,4 +1,5 @@
-//! The mirror loop: read a batch, commit it to Postgres, acknowledge it, trim; repeat until shutdown.
+//! The mirror loop: read and fold a batch, commit it to Postgres, acknowledge it, trim; repeat until
+//! shutdown.
 //!
 //! Nothing is acknowledged before Postgres committed it, so a crash at any point leaves the batch
 //! pending and the next start re-reads it; the version guard makes the replay harmless.
@@ -39,18 +40,18 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
     let mut last_trim = Instant::now();
     let mut outcome = Ok(());
     // The reader stops at shutdown and closes the channel; every batch it read is committed first.
-    while let Some(ReadBatch { entries, stream_names }) = read_batches.recv().await {
+    while let Some(ReadBatch { batch, stream_names }) = read_batches.recv().await {
         let started = Instant::now();
-        let batch = FoldedBatch::fold(&entries);
+        let entries = &batch.entries;
         if let Err(error) = commit(config, &mut mirror, &stream_names, &batch).await {
             outcome = Err(error);
             break;
         }
-        if let Err(error) = acknowledge(config, &mut acknowledger, &entries).await {
+        if let Err(error) = acknowledge(config, &mut acknowledger, entries).await {
             outcome = Err(error);
             break;
         }
-        for entry in &entries {
+        for entry in entries.iter() {
             if newest_untrimmed.len() <= entry.stream {
                 newest_untrimmed.resize(entry.stream + 1, None);
             }
@@ -67,7 +68,7 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
             }
             last_trim = Instant::now();
         }
-        record_lag(&entries);
+        record_lag(entries);
         metrics::counter!("qsess_syncd_changes_mirrored_total").increment(entries.len() as u64);
         metrics::counter!("qsess_syncd_batches_total").increment(1);
         metrics::histogram!("qsess_syncd_batch_entries").record(entries.len() as f64);
@@ -87,9 +88,10 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
     outcome
 }
 
-/// Entries read together, with the names of the streams their `stream` indexes refer to.
+/// Entries read together, already folded, with the names of the streams their `stream` indexes
+/// refer to. The reader folds, so folding one batch overlaps committing the one before.
 struct ReadBatch {
-    entries: Vec<StreamEntry>,
+    batch: FoldedBatch,
     stream_names: Vec<String>,
 }
 
@@ -106,7 +108,8 @@ async fn read_continuously(
             continue;
         }
         let stream_names = streams.keys().to_vec();
-        if batches.send(ReadBatch { entries, stream_names }).await.is_err() {
+        let batch = FoldedBatch::fold(entries);
+        if batches.send(ReadBatch { batch, stream_names }).await.is_err() {
             // The committer stopped on an error; what was read stays pending for the next start.
             return Ok(());
         }

@@ -55,7 +55,9 @@ impl SessionRow {
             country: record.country.map(lenient_text),
             device: match record.device {
                 Some(device) => Some(lenient_text(device)),
-                None => record.user_agent.and_then(qsess_record::device_summary),
+                None => {
+                    record.user_agent.and_then(qsess_record::cached_device_summary).map(|summary| summary.to_string())
+                }
             },
             created_at: timestamp(record.created_ms, "created")?,
             updated_at: timestamp(record.updated_ms, "updated")?,

@@ -4,6 +4,7 @@
 
 use crate::effects::{Effects, EndingSession};
 use crate::error::CommandError;
+use crate::geo;
 use crate::info::COUNTERS;
 use crate::redis_key::RedisKey;
 use crate::session_id::{self, SessionAddress};
@@ -11,7 +12,6 @@ use crate::session_lookup::{self, live_record};
 use crate::session_options::{self, Condition, OptionsFor, SessionOptions};
 use crate::session_update::{self, Found};
 use crate::settings::keyspace;
-use crate::{device, geo};
 use qsess_record::{ChangeRecord, DeleteReason, Handle};
 use redis_module::{Context, RedisValue};
 
@@ -52,8 +52,10 @@ pub(crate) fn write_session(
             return Err(CommandError::Revoked);
         }
         let wanted = session_update::lookups(old.as_ref(), options, &effects.settings);
-        let found =
-            Found { place: wanted.locate.and_then(geo::locate), device: wanted.describe.and_then(device::summary) };
+        let found = Found {
+            place: wanted.locate.and_then(geo::locate),
+            device: wanted.describe.and_then(qsess_record::cached_device_summary),
+        };
         let record = match &old {
             Some(old) => session_update::update(old, options, &effects.settings, &found, effects.now_ms)?,
             None => session_update::create(options, &effects.settings, &found, effects.now_ms)?,

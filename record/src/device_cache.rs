@@ -1,7 +1,10 @@
-//! Device summaries ("Firefox 120 on Linux") of user agents, cached per distinct user agent.
+//! Device summaries ("Firefox 120 on Linux") of user agents, cached per distinct user agent, for the
+//! module (every `QSESS.SET`, and reads of records that keep the user agent) and the daemon (every
+//! mirrored `set`).
 //!
-//! Parsing a user agent costs 1-3 µs (woothee, `qsess_record::device_summary`), a quarter of a whole
-//! `QSESS.SET`; a hit in this cache costs a hash of the user agent. Web traffic repeats a small set of
+//! Parsing a user agent costs 1-3 µs (woothee, [`crate::device_summary`]), a quarter of a whole
+//! `QSESS.SET` and a fifth of the daemon's CPU per mirrored change before it was cached; a hit in
+//! this cache costs a hash of the user agent. Web traffic repeats a small set of
 //! user agents, so nearly every lookup is a hit. The cache is bounded: two generations of at most
 //! [`GENERATION_CAPACITY`] entries each; when the young one fills up the old one is dropped and the
 //! young one becomes old, so agents in use stay cached (a hit in the old generation moves the entry
@@ -12,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 /// Entries per generation; the longest user agent kept is 512 bytes, so the cache holds at most
 /// about 2 × 2048 × 600 B.
-pub(crate) const GENERATION_CAPACITY: usize = 2048;
+const GENERATION_CAPACITY: usize = 2048;
 
 type Summary = Option<Arc<str>>;
 
@@ -45,11 +48,12 @@ impl Cache {
 
 static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
-/// The device summary of `user_agent`, `None` when it names no known browser or system.
-pub(crate) fn summary(user_agent: &[u8]) -> Summary {
+/// The device summary of `user_agent`, `None` when it names no known browser or system: what
+/// [`crate::device_summary`] answers, parsed once per distinct user agent.
+pub fn cached_device_summary(user_agent: &[u8]) -> Option<Arc<str>> {
     let mut guard = CACHE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = guard.get_or_insert_with(|| Cache { young: HashMap::new(), old: HashMap::new() });
-    cache.get_or_parse(user_agent, |user_agent| qsess_record::device_summary(user_agent).map(Arc::from))
+    cache.get_or_parse(user_agent, |user_agent| crate::device_summary(user_agent).map(Arc::from))
 }
 
 #[cfg(test)]
@@ -60,9 +64,9 @@ mod tests {
     #[test]
     fn summarises_through_the_cache() {
         let firefox = b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
-        assert_eq!(summary(firefox).as_deref(), Some("Firefox 120 on Linux"));
-        assert_eq!(summary(firefox).as_deref(), Some("Firefox 120 on Linux"));
-        assert_eq!(summary(b"not a browser at all").as_deref(), None);
+        assert_eq!(cached_device_summary(firefox).as_deref(), Some("Firefox 120 on Linux"));
+        assert_eq!(cached_device_summary(firefox).as_deref(), Some("Firefox 120 on Linux"));
+        assert_eq!(cached_device_summary(b"not a browser at all").as_deref(), None);
     }
 
     #[test]
