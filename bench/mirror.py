@@ -6,7 +6,9 @@ the stock durable settings), then measures, in one run:
   - the Postgres ceiling: synthetic changes through the daemon's own fold and transaction code
     (syncd/examples/postgres_ceiling.rs), no Redis;
   - catch-up throughput: changes queued in the stream while the daemon is stopped, then drained;
-  - sustained throughput: redis-benchmark writing as fast as it can while the daemon mirrors;
+  - sustained throughput: a rate ladder (fixed offered rates, each held a few seconds); the highest rate
+    whose backlog stays bounded is the sustained rate;
+  - saturated throughput: redis-benchmark writing as fast as it can while the daemon mirrors;
   - lag at a steady 5,000 changes per second, from the daemon's qsess_syncd_lag_seconds histogram;
   - bytes per session in Postgres (table, TOAST and indexes, after VACUUM) for a 300-byte payload.
 Results go to bench/results/mirror.md and stdout.
@@ -36,6 +38,13 @@ CHANGES = 50_000 if QUICK else 200_000
 STEADY_RATE = 5_000
 BYTES_SESSIONS = 50_000 if QUICK else 100_000
 STEADY_SECONDS = 5 if QUICK else 20
+# Offered rates of the rate ladder (changes/s), each held for LADDER_SECONDS.
+LADDER_RATES = (30_000, 45_000) if QUICK else (20_000, 30_000, 40_000, 45_000, 50_000, 55_000)
+LADDER_SECONDS = 3 if QUICK else 5
+# A step is sustained when the generator offered at least this share of its rate and the backlog at
+# its end is at most this many seconds of that rate (the mirror kept up instead of falling behind).
+LADDER_OFFERED_SHARE = 0.97
+LADDER_BACKLOG_SECONDS = 0.25
 PAYLOAD = "p" * 300
 USER_AGENT = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 
@@ -218,6 +227,92 @@ def queue_changes(redis: Redis, count: int, first_sid: int) -> None:
         redis.pipeline([session_set(first_sid + (sid % (count // 2))) for sid in range(start, min(start + 1000, count))])
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int, with_reaped_children: bool = False) -> float:
+    """User + system CPU seconds of a process (and of the children it has waited for, when asked)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    # fields[0] is the state (field 3 of proc(5)): utime, stime, cutime, cstime are fields 14-17.
+    ticks = int(fields[11]) + int(fields[12])
+    if with_reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / CLOCK_TICKS
+
+
+def cpu_snapshot(redis_pid: int, daemon: "Daemon | None", cluster: "Cluster") -> dict[str, float]:
+    """CPU seconds so far of redis-server, qsess-syncd, PostgreSQL (postmaster, its live and reaped
+    backends) and this script (the load generator)."""
+    postmaster = cluster.process.pid
+    postgres = process_cpu_seconds(postmaster, with_reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == postmaster:
+                postgres += process_cpu_seconds(int(entry.name))
+    own = os.times()
+    return {"redis": process_cpu_seconds(redis_pid),
+            "daemon": process_cpu_seconds(daemon.process.pid) if daemon else 0.0,
+            "postgres": postgres, "generator": own.user + own.system}
+
+
+def cpu_use(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each part kept busy between two snapshots."""
+    return {name: (after[name] - before[name]) / seconds for name in before}
+
+
+def offer_at_rate(redis: Redis, commands: list[bytes], rate: int, seconds: float, first: int = 0) -> float:
+    """Sends `commands` (cycling from `first`) at `rate` per second in 10 ms ticks; returns the rate achieved."""
+    interval = 0.01
+    per_tick = max(1, int(rate * interval))
+    start = time.monotonic()
+    tick = 0
+    sent = 0
+    while time.monotonic() - start < seconds:
+        batch = [commands[(first + sent + offset) % len(commands)] for offset in range(per_tick)]
+        redis.pipeline(batch)
+        sent += per_tick
+        tick += 1
+        delay = start + tick * interval - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    return sent / (time.monotonic() - start)
+
+
+def rate_ladder(redis: Redis, daemon: Daemon, redis_pid: int, cluster: "Cluster") -> list[dict]:
+    """Offers each rate of LADDER_RATES for LADDER_SECONDS and records what reached Postgres."""
+    commands = [session_set(20_000_000 + sid) for sid in range(100_000)]
+    steps = []
+    sent = 0
+    for rate in LADDER_RATES:
+        wait_drained(redis)
+        before = daemon.metrics()
+        cpu_before = cpu_snapshot(redis_pid, daemon, cluster)
+        started = time.monotonic()
+        achieved = offer_at_rate(redis, commands, rate, LADDER_SECONDS, first=sent)
+        sent += int(achieved * LADDER_SECONDS)
+        left = backlog(redis)
+        elapsed = time.monotonic() - started
+        cpu = cpu_use(cpu_before, cpu_snapshot(redis_pid, daemon, cluster), elapsed)
+        after = daemon.metrics()
+        mirrored = after.get("qsess_syncd_changes_mirrored_total", 0.0) - before.get("qsess_syncd_changes_mirrored_total", 0.0)
+        _, p99, _ = lag_quantiles(before, after)
+        sustained = achieved >= LADDER_OFFERED_SHARE * rate and left <= LADDER_BACKLOG_SECONDS * rate
+        steps.append({"rate": rate, "achieved": achieved, "mirrored": mirrored / elapsed, "backlog": left,
+                      "p99": p99, "sustained": sustained, "cpu": cpu})
+        log(f"ladder {rate}/s: offered {achieved:,.0f}/s, mirrored {mirrored / elapsed:,.0f}/s, backlog {left}, "
+            f"lag p99 {p99}, {'sustained' if sustained else 'NOT sustained'}, cores "
+            + ", ".join(f"{name} {used:.2f}" for name, used in cpu.items()))
+    wait_drained(redis)
+    return steps
+
+
 def lag_quantiles(before: dict[str, float], after: dict[str, float]) -> tuple[str, str, float]:
     buckets = []
     for name, value in after.items():
@@ -261,6 +356,7 @@ def main() -> None:
     redis_process, redis_port = start_redis(artifacts["module"], workdir)
     cluster = Cluster(workdir)
     results: list[tuple[str, str]] = []
+    ladder_rows: list[dict] = []
     try:
         redis = connect_redis(redis_port)
         subprocess.run([artifacts["daemon"], "migrate", "--database-url", cluster.url], check=True, capture_output=True)
@@ -278,9 +374,11 @@ def main() -> None:
             redis.call("XGROUP", "CREATE", "qs:{0}:chg", "qsess-syncd", "$", "MKSTREAM")
             queue_changes(redis, CHANGES, round_number * CHANGES)
             queued = backlog(redis)
+            cpu_before = cpu_snapshot(redis_process.pid, None, cluster)
             started = time.monotonic()
             daemon = Daemon(artifacts["daemon"], redis_port, cluster.url, workdir)
             finished = wait_drained(redis)
+            catch_up_cpu = cpu_use(cpu_before, cpu_snapshot(redis_process.pid, daemon, cluster), finished - started)
             daemon.stop()
             catch_ups.append(queued / (finished - started))
         results.append(("postgres ceiling, changes/s (median of rounds, min–max)",
@@ -290,9 +388,21 @@ def main() -> None:
         ratios = [catch_up / ceiling for catch_up, ceiling in zip(catch_ups, ceilings)]
         results.append(("catch-up / postgres ceiling, same round (median, min–max)",
                         f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})"))
+        last_rate = catch_ups[-1]
+        results.append(("catch-up, last round: cores busy redis / qsess-syncd / postgres",
+                        " / ".join(f"{catch_up_cpu[name]:.2f}" for name in ("redis", "daemon", "postgres"))))
+        results.append(("catch-up, last round: CPU µs per change redis / qsess-syncd / postgres",
+                        " / ".join(f"{catch_up_cpu[name] / last_rate * 1e6:.1f}" for name in ("redis", "daemon", "postgres"))))
 
-        log("sustained: redis-benchmark writing while the daemon mirrors")
+        log("rate ladder: fixed offered rates while the daemon mirrors")
         daemon = Daemon(artifacts["daemon"], redis_port, cluster.url, workdir)
+        steps = rate_ladder(redis, daemon, redis_process.pid, cluster)
+        passed = [step["achieved"] for step in steps if step["sustained"]]
+        results.append(("sustained: highest offered rate the mirror kept up with (rate ladder below)",
+                        f"{max(passed):,.0f}" if passed else "none of the ladder's rates"))
+        ladder_rows = steps
+
+        log("saturated: redis-benchmark writing as fast as it can while the daemon mirrors")
         before = daemon.metrics().get("qsess_syncd_changes_mirrored_total", 0.0)
         started = time.monotonic()
         requests = CHANGES
@@ -303,11 +413,11 @@ def main() -> None:
         written = time.monotonic()
         finished = wait_drained(redis)
         mirrored = daemon.metrics().get("qsess_syncd_changes_mirrored_total", 0.0) - before
-        results.append(("sustained: changes written per second by redis-benchmark (P16, 50 clients)",
+        results.append(("saturated: changes written per second by redis-benchmark (P16, 50 clients)",
                         f"{requests / (written - started):,.0f}"))
-        results.append(("sustained: changes mirrored per second, start of load to empty stream",
+        results.append(("saturated: changes mirrored per second, start of load to empty stream",
                         f"{mirrored / (finished - started):,.0f}"))
-        results.append(("sustained: backlog left when the load stopped, drained in",
+        results.append(("saturated: backlog left when the load stopped, drained in",
                         f"{finished - written:.2f} s"))
 
         log(f"steady {STEADY_RATE}/s for {STEADY_SECONDS} s")
@@ -367,6 +477,21 @@ def main() -> None:
         "| measure | value |",
         "|---|---|",
         *[f"| {name} | {value} |" for name, value in results],
+        "",
+        f"Rate ladder: a Python client offers QSESS.SET (100,000 sessions, cycling) at each rate for "
+        f"{LADDER_SECONDS} s in 10 ms ticks while the daemon mirrors; the stream is drained between steps. A step "
+        f"is sustained when at least {LADDER_OFFERED_SHARE:.0%} of the rate was offered and the backlog at its end "
+        f"(pending + undelivered entries) is at most {LADDER_BACKLOG_SECONDS} s of it. Mirrored/s = changes the "
+        "daemon committed during the step / its length; lag p99 is the bucket bound of the daemon's "
+        "`qsess_syncd_lag_seconds` histogram (Redis write to Postgres commit) for the step.",
+        "",
+        "| offered rate | achieved offered/s | mirrored/s | backlog at the end | lag p99 | sustained | "
+        "cores busy: redis / qsess-syncd / postgres / generator / all |",
+        "|---:|---:|---:|---:|---|---|---|",
+        *[f"| {step['rate']:,} | {step['achieved']:,.0f} | {step['mirrored']:,.0f} | {step['backlog']:,} | "
+          f"{step['p99']} | {'yes' if step['sustained'] else 'no'} | "
+          + " / ".join(f"{used:.2f}" for used in step["cpu"].values()) + f" / {sum(step['cpu'].values()):.2f} |"
+          for step in ladder_rows],
         "",
     ]
     report = "\n".join(lines)
