@@ -10,6 +10,7 @@ Subcommands:
   resp-module-touch ...  write a RESP file of QSESS.TOUCH commands
   rps                    read redis-benchmark --csv output on stdin, print the last test's requests/s
   info FIELD...          read INFO output on stdin, print the named fields' values (one a line)
+  cpu-seconds            read INFO cpu output on stdin, print redis-server's CPU seconds: user+sys, then sys
   handle SID             print the qsess handle of a session id (base64url-nopad(SHA-256(sid)[..16]))
   report RESULTS OUT     render the Markdown results table from the key/value results file
 """
@@ -143,10 +144,22 @@ def handle(session_id: str) -> None:
 # --- report ---------------------------------------------------------------------------------------
 
 
-def load_results(path: str) -> tuple[dict[str, str], list[tuple[str, int, int, float]]]:
-    """Results file lines: `fact <name> <value...>` or `rps <test> <pipeline> <round> <ops/s>`."""
+def cpu_seconds() -> None:
+    values = {}
+    for line in sys.stdin.read().splitlines():
+        name, _, value = line.strip().partition(":")
+        values[name] = value
+    print(float(values["used_cpu_user"]) + float(values["used_cpu_sys"]), float(values["used_cpu_sys"]))
+
+
+def load_results(
+    path: str,
+) -> tuple[dict[str, str], list[tuple[str, int, int, float]], list[tuple[str, int, int, float, float]]]:
+    """Results file lines: `fact <name> <value...>`, `rps <test> <pipeline> <round> <ops/s>` or
+    `cpu <test> <pipeline> <round> <redis-server CPU µs per request> <of which in the kernel>`."""
     facts: dict[str, str] = {}
     runs: list[tuple[str, int, int, float]] = []
+    cpu: list[tuple[str, int, int, float, float]] = []
     for line in Path(path).read_text().splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "fact":
@@ -155,7 +168,10 @@ def load_results(path: str) -> tuple[dict[str, str], list[tuple[str, int, int, f
         elif kind == "rps":
             test, pipeline, round_, value = rest.split()
             runs.append((test, int(pipeline), int(round_), float(value)))
-    return facts, runs
+        elif kind == "cpu":
+            test, pipeline, round_, value, kernel = rest.split()
+            cpu.append((test, int(pipeline), int(round_), float(value), float(kernel)))
+    return facts, runs, cpu
 
 
 LABELS = {
@@ -190,10 +206,15 @@ def fmt_bytes(value: float) -> str:
 
 
 def report(results_path: str, out_path: str) -> None:
-    facts, runs = load_results(results_path)
+    facts, runs, cpu = load_results(results_path)
     by_key: dict[tuple[str, int], dict[int, float]] = {}
     for test, pipeline, round_, value in runs:
         by_key.setdefault((test, pipeline), {})[round_] = value
+    cpu_by_key: dict[tuple[str, int], dict[int, float]] = {}
+    kernel_by_key: dict[tuple[str, int], dict[int, float]] = {}
+    for test, pipeline, round_, value, kernel in cpu:
+        cpu_by_key.setdefault((test, pipeline), {})[round_] = value
+        kernel_by_key.setdefault((test, pipeline), {})[round_] = kernel
     pipelines = sorted({p for _, p, _, _ in runs}, reverse=True)
     rounds = sorted({r for _, _, r, _ in runs})
 
@@ -203,7 +224,8 @@ def report(results_path: str, out_path: str) -> None:
         f"- Machine: {facts.get('nproc', '?')} CPUs, {facts.get('cpu', '?')}",
         f"- {facts.get('redis_version', '?')}",
         f"- Load average at start / end: {facts.get('load_start', '?')} / {facts.get('load_end', '?')}",
-        f"- Mode: {facts.get('mode', '?')}; {len(rounds)} round(s), each test A then B; "
+        f"- Mode: {facts.get('mode', '?')}; {len(rounds)} round(s); in each group "
+        "(writes, reads, BYUSER) qsess runs first in odd rounds and the baselines first in even rounds; "
         f"redis-benchmark -c {facts.get('clients', '?')} -r {facts.get('keyspace', '?')}, "
         f"DATA {facts.get('data_size', '?')} bytes, IP {IP}, UA {len(USER_AGENT)} bytes",
         f"- Requests per test: {facts.get('requests', '?')}",
@@ -228,6 +250,34 @@ def report(results_path: str, out_path: str) -> None:
                 f"| {title} | {pipeline} | {fmt_ops(statistics.median(ra.values()))} | "
                 f"{fmt_ops(statistics.median(rb.values()))} | {statistics.median(ratios):.2f} | "
                 f"{min(ratios):.2f} | {max(ratios):.2f} |"
+            )
+
+    lines += [
+        "",
+        "## Server CPU per request (µs, median over rounds; ratio = baseline / qsess per round, > 1: qsess is cheaper)",
+        "",
+        "redis-server's own CPU time (INFO cpu: used_cpu_user + used_cpu_sys) during the run / requests: what a "
+        "command costs the server, whatever the client did; in brackets the part spent in the kernel "
+        "(used_cpu_sys: socket reads and writes, epoll), which is the same for every command at a given pipeline "
+        "depth and is most of the cost at pipeline 1.",
+        "",
+        "| Comparison | Pipeline | qsess µs (kernel) | baseline µs (kernel) | ratio median | ratio min | ratio max |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for pipeline in pipelines:
+        for title, a, b in COMPARISONS:
+            ca, cb = cpu_by_key.get((a, pipeline), {}), cpu_by_key.get((b, pipeline), {})
+            common = sorted(set(ca) & set(cb))
+            if not common:
+                continue
+            ratios = [cb[r] / ca[r] for r in common if ca[r] > 0]
+            if not ratios:
+                continue
+            ka, kb = kernel_by_key[(a, pipeline)], kernel_by_key[(b, pipeline)]
+            lines.append(
+                f"| {title} | {pipeline} | {statistics.median(ca.values()):.2f} ({statistics.median(ka.values()):.2f}) | "
+                f"{statistics.median(cb.values()):.2f} ({statistics.median(kb.values()):.2f}) | "
+                f"{statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |"
             )
 
     lines += [
@@ -301,6 +351,8 @@ def main() -> None:
         resp_module_touch(args[0], int(args[1]))
     elif command == "rps":
         rps()
+    elif command == "cpu-seconds":
+        cpu_seconds()
     elif command == "info":
         info(args)
     elif command == "handle":

@@ -172,11 +172,11 @@ def main() -> None:
         targets.append(("mirror ≥ 40,000 changes/s (highest sustained: draining a backlog)",
                         f"{catch_up[0]:,.0f}/s ({catch_up[1]:,.0f}–{catch_up[2]:,.0f})", "median (min–max) of rounds",
                         catch_up[0] >= 40_000))
-    concurrent = number((find(m_rows, "sustained: changes mirrored per second") or [None, None])[1])
-    if concurrent is not None:
-        targets.append(("mirror ≥ 40,000 changes/s while redis-benchmark writes at full speed",
-                        f"{concurrent:,.0f}/s", "one run; load generator, Redis, daemon, Postgres share 2 cores",
-                        concurrent >= 40_000))
+    sustained = number((find(m_rows, "sustained: highest offered rate") or [None, None])[1])
+    if sustained is not None or find(m_rows, "sustained: highest offered rate"):
+        targets.append(("mirror ≥ 40,000 changes/s while the writes arrive (highest rate of the ladder kept up with)",
+                        f"{sustained:,.0f}/s" if sustained is not None else "none of the ladder's rates",
+                        "rate ladder: writer, Redis, daemon, Postgres share 2 cores", (sustained or 0) >= 40_000))
     mirror_ratio = spread((find(m_rows, "catch-up / postgres ceiling") or [None, None])[1])
     if mirror_ratio:
         targets.append(("mirror ≥ 0.75× the Postgres ceiling (same round)",
@@ -203,14 +203,22 @@ def main() -> None:
                 bars.append({"label": f"{label}, P{pipeline}", "median": value[0], "min": value[1],
                              "max": value[2], "target": target})
     for row in s_rows:
-        # scaling.md: | QSESS.REVOKEUSER | 10 | qsess µs | Lua µs | ratio med | min | max |
-        if len(row) >= 7 and row[0] in ("QSESS.BYUSER WITHMETA", "QSESS.REVOKEUSER") and row[1] == "10":
+        # scaling.md: | command | baseline | sessions per user | qsess µs | baseline µs | speed-up med | min | max | users |
+        if len(row) >= 8 and row[0] in ("QSESS.BYUSER WITHMETA", "QSESS.REVOKEUSER") and row[2] == "10":
+            baseline = row[1].split(" ")[0].removesuffix(".lua")
             try:
                 bars.append({"label": f"{row[0].replace('QSESS.', '').replace(' WITHMETA', '')} (10 sessions) "
-                                      "/ Lua, 1 client",
-                             "median": float(row[4]), "min": float(row[5]), "max": float(row[6]), "target": None})
+                                      f"/ {baseline}, 1 client",
+                             "median": float(row[5]), "min": float(row[6]), "max": float(row[7]), "target": None})
             except ValueError:
                 pass
+    for name, label in (("revokeuser_tombstones.lua (same guarantees)", "REVOKEUSER throughput / Lua, same guarantees"),
+                        ("revokeuser.lua (no tombstones)", "REVOKEUSER throughput / Lua, no tombstones")):
+        row = find(s_rows, name)
+        value = spread(row[2]) if row and len(row) >= 3 else None
+        if value:
+            bars.append({"label": f"{label}, pipelined", "median": value[0], "min": value[1], "max": value[2],
+                         "target": None})
     if mirror_ratio:
         bars.append({"label": "mirror / Postgres ceiling", "median": mirror_ratio[0], "min": mirror_ratio[1],
                      "max": mirror_ratio[2], "target": 0.75})
