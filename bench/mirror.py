@@ -4,7 +4,8 @@
 It starts its own redis-server and PostgreSQL cluster (as the `postgres` OS user when run as root, with
 the stock durable settings), then measures, in one run:
   - the Postgres ceiling: synthetic changes through the daemon's own fold and transaction code
-    (syncd/examples/postgres_ceiling.rs), no Redis;
+    (syncd/examples/postgres_ceiling.rs), no Redis: half inserts and half updates (the catch-up's mix),
+    then updates only (the rate ladder's mix);
   - catch-up throughput: changes queued in the stream while the daemon is stopped, then drained;
   - sustained throughput: a rate ladder (fixed offered rates, each held a few seconds); the highest rate
     whose backlog stays bounded is the sustained rate;
@@ -34,13 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = "--quick" in sys.argv[1:]
 ROUNDS = 1 if QUICK else 3
-CHANGES = 50_000 if QUICK else 200_000
+CHANGES = 50_000 if QUICK else 150_000
 STEADY_RATE = 5_000
 BYTES_SESSIONS = 50_000 if QUICK else 100_000
-STEADY_SECONDS = 5 if QUICK else 20
+STEADY_SECONDS = 5 if QUICK else 10
 # Offered rates of the rate ladder (changes/s), each held for LADDER_SECONDS.
-LADDER_RATES = (30_000, 45_000) if QUICK else (20_000, 30_000, 40_000, 45_000, 50_000, 55_000)
-LADDER_SECONDS = 3 if QUICK else 5
+LADDER_RATES = (30_000, 40_000) if QUICK else (20_000, 30_000, 35_000, 40_000, 45_000, 50_000)
+LADDER_SECONDS = 3 if QUICK else 4
 # A step is sustained when the generator offered at least this share of its rate and the backlog at
 # its end is at most this many seconds of that rate (the mirror kept up instead of falling behind).
 LADDER_OFFERED_SHARE = 0.97
@@ -361,13 +362,17 @@ def main() -> None:
         redis = connect_redis(redis_port)
         subprocess.run([artifacts["daemon"], "migrate", "--database-url", cluster.url], check=True, capture_output=True)
 
-        ceilings, catch_ups = [], []
+        ceilings, update_ceilings, catch_ups = [], [], []
         for round_number in range(ROUNDS):
             log(f"round {round_number + 1}/{ROUNDS}: postgres ceiling")
             cluster.sql("truncate qsess.sessions")
             ceiling = subprocess.run([artifacts["ceiling"], cluster.url, str(CHANGES), "2000"], check=True,
                                      capture_output=True, text=True).stdout.strip()
             ceilings.append(float(ceiling))
+            # The same sessions again with newer versions: updates only, as in the rate ladder below.
+            updates = subprocess.run([artifacts["ceiling"], cluster.url, str(CHANGES), "2000", str(CHANGES)],
+                                     check=True, capture_output=True, text=True).stdout.strip()
+            update_ceilings.append(float(updates))
             log(f"round {round_number + 1}/{ROUNDS}: catch-up of {CHANGES} queued changes")
             cluster.sql("truncate qsess.sessions")
             redis.call("DEL", "qs:{0}:chg")
@@ -383,6 +388,9 @@ def main() -> None:
             catch_ups.append(queued / (finished - started))
         results.append(("postgres ceiling, changes/s (median of rounds, min–max)",
                         f"{statistics.median(ceilings):,.0f} ({min(ceilings):,.0f}–{max(ceilings):,.0f})"))
+        results.append(("postgres ceiling, updates of existing rows only, changes/s (median, min–max)",
+                        f"{statistics.median(update_ceilings):,.0f} "
+                        f"({min(update_ceilings):,.0f}–{max(update_ceilings):,.0f})"))
         results.append(("catch-up: queued changes mirrored per second (median, min–max)",
                         f"{statistics.median(catch_ups):,.0f} ({min(catch_ups):,.0f}–{max(catch_ups):,.0f})"))
         ratios = [catch_up / ceiling for catch_up, ceiling in zip(catch_ups, ceilings)]

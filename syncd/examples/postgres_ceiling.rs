@@ -1,8 +1,12 @@
 //! Measures the Postgres ceiling of the mirror: synthetic session changes applied straight to Postgres
-//! through the daemon's own fold and transaction code, with no Redis in the way. `bench/mirror.sh` runs
+//! through the daemon's own fold and transaction code, with no Redis in the way. `bench/mirror.py` runs
 //! it beside the end-to-end measurement so the two are compared in the same run.
 //!
-//! Usage: postgres_ceiling <database-url> <changes> <batch-size>
+//! Usage: postgres_ceiling <database-url> <changes> <batch-size> [<version-offset>]
+//!
+//! The changes write `changes / 2` sessions twice each (half inserts, half updates on an empty table).
+//! A second run with `<version-offset>` equal to the first run's `<changes>` writes the same sessions
+//! with newer versions: updates only, which is what a live mirror mostly does.
 
 use qsess_record::{ChangeRecord, Handle, SessionRecord};
 use qsess_syncd::change_batch::FoldedBatch;
@@ -13,11 +17,16 @@ use std::time::Instant;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arguments: Vec<String> = std::env::args().collect();
-    let [_, database_url, changes, batch_size] = arguments.as_slice() else {
-        return Err("usage: postgres_ceiling <database-url> <changes> <batch-size>".into());
+    let (database_url, changes, batch_size, version_offset) = match arguments.as_slice() {
+        [_, database_url, changes, batch_size] => (database_url, changes, batch_size, "0"),
+        [_, database_url, changes, batch_size, version_offset] => {
+            (database_url, changes, batch_size, version_offset.as_str())
+        }
+        _ => return Err("usage: postgres_ceiling <database-url> <changes> <batch-size> [<version-offset>]".into()),
     };
     let changes: u64 = changes.parse()?;
     let batch_size: u64 = batch_size.parse()?;
+    let version_offset: u64 = version_offset.parse()?;
     qsess_syncd::migrate(database_url).await?;
     let mut mirror = Mirror::new(database_url);
     let streams = vec!["qs:{0}:chg".to_owned()];
@@ -34,7 +43,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let sid = format!("ceiling-session-{session}");
             let user = format!("user-{}", session / 10);
             let record = SessionRecord {
-                version: sequence + 1,
+                version: version_offset + sequence + 1,
                 created_ms: now_ms,
                 updated_ms: now_ms,
                 seen_ms: now_ms,
@@ -52,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let change = ChangeRecord::Set {
                 handle: Handle::from_session_id(sid.as_bytes()),
                 user: Some(user.as_bytes()),
-                version: sequence + 1,
+                version: version_offset + sequence + 1,
                 record: &record,
             };
             let fields = change
