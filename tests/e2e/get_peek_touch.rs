@@ -255,3 +255,37 @@ fn an_unreadable_record_is_reported_and_can_be_deleted_with_del_as_the_error_adv
     let exists: i64 = redis::cmd("EXISTS").arg(&record_key).query(&mut con).unwrap();
     assert_eq!(exists, 0, "the unreadable record is still there after QSESS.DEL");
 }
+
+/// Whether a transaction WATCHing `session_id`'s record key still commits after `read` ran on
+/// another connection.
+fn watch_survives(server: &RedisServer, session_id: &str, read: &[&str]) -> bool {
+    let mut watcher = server.connection();
+    let mut reader = server.connection();
+    let record_key = format!("qs:{{0}}:s:{}", Handle::from_session_id(session_id.as_bytes()));
+    redis::cmd("WATCH").arg(&record_key).query::<()>(&mut watcher).unwrap();
+    redis::cmd(read[0]).arg(&read[1..]).query::<Value>(&mut reader).unwrap();
+    redis::cmd("MULTI").query::<()>(&mut watcher).unwrap();
+    redis::cmd("PING").query::<Value>(&mut watcher).unwrap();
+    let committed = redis::cmd("EXEC").query::<Value>(&mut watcher).unwrap();
+    committed != Value::Nil
+}
+
+#[test]
+fn a_read_that_records_no_activity_does_not_abort_a_watch_on_the_session() {
+    let server = RedisServer::builder().start();
+    let mut con = server.connection();
+    qsess_set_or_panic(&mut con, &["s1", "USER", "u1"]);
+    assert!(watch_survives(&server, "s1", &["QSESS.GET", "s1"]), "a QSESS.GET within the touch granularity");
+    assert!(watch_survives(&server, "s1", &["QSESS.GET", "s1", "NOTOUCH"]));
+    assert!(watch_survives(&server, "s1", &["QSESS.PEEK", "s1"]));
+    assert!(watch_survives(&server, "s1", &["QSESS.TOUCH", "s1"]), "a QSESS.TOUCH within the touch granularity");
+    assert!(watch_survives(&server, "missing", &["QSESS.GET", "missing"]));
+    assert_eq!(change_stream_length(&mut con), 1, "none of those reads wrote anything");
+
+    let touching = server_with_touch_granularity_zero();
+    let mut con = touching.connection();
+    qsess_set_or_panic(&mut con, &["s1", "USER", "u1"]);
+    let written_at = server_clock_ms(&mut con);
+    wait_until_server_clock_reaches(&mut con, written_at + 2);
+    assert!(!watch_survives(&touching, "s1", &["QSESS.GET", "s1"]), "a GET that records activity writes the record");
+}

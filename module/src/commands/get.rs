@@ -90,8 +90,14 @@ pub(crate) fn with_activity(
     address: &SessionAddress,
     use_record: impl FnOnce(&SessionRecord<'_>) -> Result<(), CommandError>,
 ) -> Result<bool, CommandError> {
-    let key = session_lookup::open_session_writable(effects.ctx, address)?;
+    // Opened for reading first: closing a key opened for writing signals it as modified (WATCH
+    // aborts, client-side caches are invalidated), which a read that records no activity must not do.
+    let name = keyspace().names.session(address.bucket, &address.handle);
     let touched = {
+        let Some(key) = RedisKey::open_readable(effects.ctx, &name)? else {
+            COUNTERS.misses.increment();
+            return Ok(false);
+        };
         let Some(record) = live_record(&key, effects.now_ms)? else {
             COUNTERS.misses.increment();
             return Ok(false);
@@ -112,6 +118,7 @@ pub(crate) fn with_activity(
         }
     };
     let (encoded, version, seen_ms, expires_ms, user) = touched;
+    let key = RedisKey::open_writable(effects.ctx, &name)?;
     let index = match &user {
         Some(user_id) => Some(session_lookup::open_index_writable(effects.ctx, address.bucket, user_id)?),
         None => None,
