@@ -1,5 +1,6 @@
 //! Measures the Postgres ceiling of the mirror: synthetic session changes applied straight to Postgres
-//! through the daemon's own fold and transaction code, with no Redis in the way. `bench/mirror.py` runs
+//! through the daemon's own fold and transaction code, on as many connections as the daemon commits
+//! on, with no Redis in the way. `bench/mirror.py` runs
 //! it beside the end-to-end measurement so the two are compared in the same run.
 //!
 //! Usage: postgres_ceiling <database-url> <changes> <batch-size> [<version-offset>]
@@ -10,6 +11,7 @@
 
 use qsess_record::{ChangeRecord, Handle, SessionRecord};
 use qsess_syncd::change_batch::FoldedBatch;
+use qsess_syncd::mirror_loop::COMMIT_CONNECTIONS;
 use qsess_syncd::mirror_sink::Mirror;
 use qsess_syncd::stream_entry::{EntryId, StreamEntry};
 use std::time::Instant;
@@ -28,7 +30,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch_size: u64 = batch_size.parse()?;
     let version_offset: u64 = version_offset.parse()?;
     qsess_syncd::migrate(database_url).await?;
-    let mut mirror = Mirror::new(database_url);
     let streams = vec!["qs:{0}:chg".to_owned()];
     let payload = vec![b'p'; 300];
     let user_agent =
@@ -72,14 +73,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             all_entries.push(StreamEntry { stream: 0, id: EntryId { ms: now_ms, seq: sequence }, fields });
         }
     }
-    // Owned batches, as the daemon's reader hands them over (folding a slice would copy it).
-    let batches: Vec<Vec<StreamEntry>> = all_entries.chunks(batch_size.max(1) as usize).map(<[_]>::to_vec).collect();
+    // Owned batches, as the daemon's reader hands them over (folding a slice would copy it), dealt
+    // out to as many connections as the daemon commits on, each applying its share in order.
+    let mut shares: Vec<Vec<Vec<StreamEntry>>> = vec![Vec::new(); COMMIT_CONNECTIONS];
+    for (index, chunk) in all_entries.chunks(batch_size.max(1) as usize).enumerate() {
+        shares[index % COMMIT_CONNECTIONS].push(chunk.to_vec());
+    }
     let started = Instant::now();
+    let appliers = shares.into_iter().map(|share| {
+        let mut mirror = Mirror::new(database_url);
+        let streams = &streams;
+        async move {
+            let mut applied = 0u64;
+            for entries in share {
+                let batch = FoldedBatch::fold(entries);
+                mirror.apply(&batch, streams).await?;
+                applied += batch.entry_count as u64;
+            }
+            Ok::<u64, qsess_syncd::Error>(applied)
+        }
+    });
     let mut applied = 0u64;
-    for entries in batches {
-        let batch = FoldedBatch::fold(entries);
-        mirror.apply(&batch, &streams).await?;
-        applied += batch.entry_count as u64;
+    for result in futures_util::future::join_all(appliers).await {
+        applied += result?;
     }
     let seconds = started.elapsed().as_secs_f64();
     println!("{:.0}", applied as f64 / seconds);

@@ -22,6 +22,9 @@ pub enum Error {
     },
     #[error("gave up after {attempts} attempts over {elapsed:?}")]
     GaveUp { attempts: u32, elapsed: Duration },
+    /// A state the code rules out; reported rather than panicking, so the daemon stops cleanly.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 /// An error and its causes, "outer: inner: innermost", for log lines that must say what failed.
@@ -53,7 +56,11 @@ impl Error {
             }
             Error::Postgres(error) => postgres_error_is_retryable(error),
             Error::Migration(_) => false,
-            Error::Config(_) | Error::UnexpectedReply(_) | Error::MetricsServer { .. } | Error::GaveUp { .. } => false,
+            Error::Config(_)
+            | Error::UnexpectedReply(_)
+            | Error::MetricsServer { .. }
+            | Error::GaveUp { .. }
+            | Error::Internal(_) => false,
         }
     }
 }

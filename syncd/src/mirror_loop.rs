@@ -12,6 +12,7 @@ use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::stream_entry::{EntryId, StreamEntry};
 use crate::stream_source::{ChangeStreams, READ_BLOCK};
+use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -19,9 +20,16 @@ use tokio::sync::mpsc;
 /// enough that trimming costs nothing next to the batches.
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Batches read ahead of the one being committed: reading overlaps the Postgres transaction, and
+/// Batches read ahead of those being committed: reading overlaps the Postgres transactions, and
 /// read-ahead entries are pending, so a crash re-reads them.
 const READ_AHEAD_BATCHES: usize = 2;
+
+/// Batches committed at once, each in its own transaction on its own connection. One Postgres backend
+/// is single-threaded, and under an update-heavy load it, not the daemon, is what limits the mirror;
+/// two let Postgres use a second core. Order does not matter: every write is guarded by version, so
+/// a newer batch committing first wins exactly as it would afterwards, and each batch is acknowledged
+/// only after its own commit.
+pub const COMMIT_CONNECTIONS: usize = 2;
 
 pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
     let client = redis::Client::open(config.redis_url.as_str())?;
@@ -32,49 +40,73 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
         shutdown,
         batches,
     ));
-    // A second handle on the streams for acknowledging and trimming, so they never wait behind a
-    // blocking read.
-    let mut acknowledger = ChangeStreams::new(client, &config.group, &config.consumer);
-    let mut mirror = Mirror::new(&config.database_url);
+    // Handles on the streams for acknowledging and trimming, so they never wait behind a blocking read.
+    let mut trimmer = ChangeStreams::new(client.clone(), &config.group, &config.consumer);
+    let mut idle_slots: Vec<CommitSlot> = (0..COMMIT_CONNECTIONS)
+        .map(|_| CommitSlot {
+            mirror: Mirror::new(&config.database_url),
+            acknowledger: ChangeStreams::new(client.clone(), &config.group, &config.consumer),
+        })
+        .collect();
+    let mut in_flight = FuturesUnordered::new();
+    let mut reading = true;
     let mut newest_untrimmed: Vec<Option<EntryId>> = Vec::new();
     let mut last_trim = Instant::now();
     let mut outcome = Ok(());
     // The reader stops at shutdown and closes the channel; every batch it read is committed first.
-    while let Some(ReadBatch { batch, stream_names }) = read_batches.recv().await {
-        let started = Instant::now();
-        let entries = &batch.entries;
-        if let Err(error) = commit(config, &mut mirror, &stream_names, &batch).await {
-            outcome = Err(error);
-            break;
-        }
-        if let Err(error) = acknowledge(config, &mut acknowledger, entries).await {
-            outcome = Err(error);
-            break;
-        }
-        for entry in entries.iter() {
-            if newest_untrimmed.len() <= entry.stream {
-                newest_untrimmed.resize(entry.stream + 1, None);
-            }
-            let newest = &mut newest_untrimmed[entry.stream];
-            *newest = (*newest).max(Some(entry.id));
-        }
-        if last_trim.elapsed() >= TRIM_INTERVAL || read_batches.is_empty() {
-            match acknowledger.trim(&newest_untrimmed).await {
-                Ok(()) => newest_untrimmed.clear(),
-                // Trimming only reclaims memory; the next attempt covers these entries too.
-                Err(error) => {
-                    tracing::warn!(error = %crate::error::chain(&error), "trimming the change streams failed; will retry")
+    loop {
+        tokio::select! {
+            received = read_batches.recv(), if reading && !idle_slots.is_empty() => match received {
+                Some(read) => match idle_slots.pop() {
+                    Some(slot) => in_flight.push(commit_and_acknowledge(config, slot, read)),
+                    // The branch runs only while a slot is idle; the batch stays pending if not.
+                    None => {
+                        outcome = Err(Error::Internal("a batch arrived with no idle commit slot"));
+                        break;
+                    }
+                },
+                None => reading = false,
+            },
+            Some((slot, read, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                idle_slots.push(slot);
+                let elapsed = match result {
+                    Ok(elapsed) => elapsed,
+                    Err(error) => {
+                        outcome = Err(error);
+                        break;
+                    }
+                };
+                let entries = &read.batch.entries;
+                for entry in entries.iter() {
+                    if newest_untrimmed.len() <= entry.stream {
+                        newest_untrimmed.resize(entry.stream + 1, None);
+                    }
+                    let newest = &mut newest_untrimmed[entry.stream];
+                    *newest = (*newest).max(Some(entry.id));
                 }
-            }
-            last_trim = Instant::now();
+                if last_trim.elapsed() >= TRIM_INTERVAL || (read_batches.is_empty() && in_flight.is_empty()) {
+                    match trimmer.trim(&newest_untrimmed).await {
+                        Ok(()) => newest_untrimmed.clear(),
+                        // Trimming only reclaims memory; the next attempt covers these entries too.
+                        Err(error) => {
+                            tracing::warn!(error = %crate::error::chain(&error), "trimming the change streams failed; will retry")
+                        }
+                    }
+                    last_trim = Instant::now();
+                }
+                record_lag(entries);
+                metrics::counter!("qsess_syncd_changes_mirrored_total").increment(entries.len() as u64);
+                metrics::counter!("qsess_syncd_batches_total").increment(1);
+                metrics::histogram!("qsess_syncd_batch_entries").record(entries.len() as f64);
+                metrics::histogram!("qsess_syncd_batch_seconds").record(elapsed.as_secs_f64());
+                tracing::debug!(entries = entries.len(), sessions = read.batch.changes.len(), "mirrored batch");
+            },
+            else => break,
         }
-        record_lag(entries);
-        metrics::counter!("qsess_syncd_changes_mirrored_total").increment(entries.len() as u64);
-        metrics::counter!("qsess_syncd_batches_total").increment(1);
-        metrics::histogram!("qsess_syncd_batch_entries").record(entries.len() as f64);
-        metrics::histogram!("qsess_syncd_batch_seconds").record(started.elapsed().as_secs_f64());
-        tracing::debug!(entries = entries.len(), sessions = batch.changes.len(), "mirrored batch");
     }
+    // On an error, batches still in flight are dropped with their transactions (rolled back) and stay
+    // pending in Redis: the next start re-reads them, as after a crash.
+    drop(in_flight);
     if outcome.is_err() {
         reader.abort();
     }
@@ -86,6 +118,26 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
         tracing::info!("mirror loop stopped; every batch read was committed and acknowledged");
     }
     outcome
+}
+
+/// A Postgres connection and a Redis handle that commit and acknowledge one batch at a time.
+struct CommitSlot {
+    mirror: Mirror,
+    acknowledger: ChangeStreams,
+}
+
+/// Commits a batch, then acknowledges it; gives the slot back with the batch and how long it took.
+async fn commit_and_acknowledge(
+    config: &RunConfig,
+    mut slot: CommitSlot,
+    read: ReadBatch,
+) -> (CommitSlot, ReadBatch, Result<Duration, Error>) {
+    let started = Instant::now();
+    let result = match commit(config, &mut slot.mirror, &read.stream_names, &read.batch).await {
+        Ok(()) => acknowledge(config, &mut slot.acknowledger, &read.batch.entries).await,
+        Err(error) => Err(error),
+    };
+    (slot, read, result.map(|()| started.elapsed()))
 }
 
 /// Entries read together, already folded, with the names of the streams their `stream` indexes

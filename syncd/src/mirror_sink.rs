@@ -142,7 +142,10 @@ pub async fn connect(database_url: &str) -> Result<Client, Error> {
 }
 
 async fn write_changes(transaction: &Transaction<'_>, changes: &[NetChange]) -> Result<(), tokio_postgres::Error> {
-    let rows: Vec<_> = changes.iter().filter_map(|change| change.upsert.as_ref()).collect();
+    // Rows in handle order, so that two transactions in flight at once lock shared rows in the same
+    // order and do not deadlock each other (a deadlock would only cost a retry).
+    let mut rows: Vec<_> = changes.iter().filter_map(|change| change.upsert.as_ref()).collect();
+    rows.sort_unstable_by(|a, b| a.handle.cmp(&b.handle));
     if !rows.is_empty() {
         let handles: Vec<&str> = rows.iter().map(|row| row.handle.as_str()).collect();
         let user_ids: Vec<Option<&str>> = rows.iter().map(|row| row.user_id.as_deref()).collect();
@@ -191,8 +194,9 @@ async fn write_changes(transaction: &Transaction<'_>, changes: &[NetChange]) -> 
         let versions: Vec<i64> = touches.iter().map(|(_, touch)| touch.version).collect();
         transaction.execute(APPLY_TOUCHES, &[&handles, &seen, &expires, &versions]).await?;
     }
-    let ends: Vec<_> =
+    let mut ends: Vec<_> =
         changes.iter().filter_map(|change| change.end.as_ref().map(|end| (&change.handle, end))).collect();
+    ends.sort_unstable_by(|a, b| a.0.cmp(b.0));
     if !ends.is_empty() {
         let handles: Vec<&str> = ends.iter().map(|(handle, _)| handle.as_str()).collect();
         let user_ids: Vec<Option<&str>> = ends.iter().map(|(_, end)| end.user_id.as_deref()).collect();
