@@ -197,6 +197,11 @@ COMPARISONS = [
 ]
 
 
+def per_round_ratios(numerator: dict[int, float], denominator: dict[int, float]) -> list[float]:
+    """numerator / denominator for every round both have (a zero denominator skips its round)."""
+    return [numerator[r] / denominator[r] for r in sorted(set(numerator) & set(denominator)) if denominator[r] > 0]
+
+
 def fmt_ops(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -242,10 +247,9 @@ def report(results_path: str, out_path: str) -> None:
     for pipeline in pipelines:
         for title, a, b in COMPARISONS:
             ra, rb = by_key.get((a, pipeline), {}), by_key.get((b, pipeline), {})
-            common = sorted(set(ra) & set(rb))
-            if not common:
+            ratios = per_round_ratios(ra, rb)
+            if not ratios:
                 continue
-            ratios = [ra[r] / rb[r] for r in common]
             lines.append(
                 f"| {title} | {pipeline} | {fmt_ops(statistics.median(ra.values()))} | "
                 f"{fmt_ops(statistics.median(rb.values()))} | {statistics.median(ratios):.2f} | "
@@ -267,10 +271,7 @@ def report(results_path: str, out_path: str) -> None:
     for pipeline in pipelines:
         for title, a, b in COMPARISONS:
             ca, cb = cpu_by_key.get((a, pipeline), {}), cpu_by_key.get((b, pipeline), {})
-            common = sorted(set(ca) & set(cb))
-            if not common:
-                continue
-            ratios = [cb[r] / ca[r] for r in common if ca[r] > 0]
+            ratios = per_round_ratios(cb, ca)  # baseline / qsess: > 1 when qsess costs less
             if not ratios:
                 continue
             ka, kb = kernel_by_key[(a, pipeline)], kernel_by_key[(b, pipeline)]
