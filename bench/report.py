@@ -72,6 +72,45 @@ def strip_title(text: str) -> str:
     return "\n".join(("#" + line) if line.startswith("## ") else line for line in lines).strip()
 
 
+def servers_side_by_side(redis_commands: str, valkey_commands: str) -> list[str]:
+    """The headline ratios and bytes per session on Redis and on Valkey, each from its own commands run."""
+    runs = {"Redis": redis_commands, "Valkey": valkey_commands}
+    rows = {server: tables(text) for server, text in runs.items()}
+
+    def cell(server: str, title: str, pipeline: int) -> str:
+        row = next((r for r in rows[server] if len(r) >= 7 and r[0] == title and r[1] == str(pipeline)), None)
+        return f"{float(row[4]):.2f}× ({float(row[5]):.2f}–{float(row[6]):.2f})" if row else "–"
+
+    def memory(server: str, label: str) -> str:
+        row = find(rows[server], label)
+        return f"{row[1]} B" if row else "–"
+
+    def described(server: str) -> str:
+        text = runs[server]
+        version = re.search(r"- ((?:Redis|Valkey) server v=\S+).*?malloc=(\S+)", text)
+        mode = re.search(r"- Mode: (\w+); (\d+) round", text)
+        what = f"{version.group(1)}, malloc={version.group(2)}" if version else server
+        return f"{what}, {mode.group(1)} mode, {mode.group(2)} round(s)" if mode else what
+
+    out = [
+        "## Redis and Valkey side by side",
+        "",
+        f"Redis: {described('Redis')}. Valkey: {described('Valkey')}. Each column comes from its own run "
+        "of the commands part; compare ratios, not ops/s.",
+        "",
+        "| measure | Redis | Valkey |",
+        "|---|---:|---:|",
+    ]
+    for title in ("QSESS.SET / Lua EVALSHA", "QSESS.SET / HSET", "QSESS.GET / HGETALL", "QSESS.GET / Lua read"):
+        for pipeline in (16, 1):
+            if cell("Redis", title, pipeline) != "–" or cell("Valkey", title, pipeline) != "–":
+                out.append(f"| {title}, P{pipeline} | {cell('Redis', title, pipeline)} | "
+                           f"{cell('Valkey', title, pipeline)} |")
+    for label in ("per session, record + index, change stream deleted", "per session, change stream still present"):
+        out.append(f"| bytes {label} | {memory('Redis', label)} | {memory('Valkey', label)} |")
+    return out + [""]
+
+
 def svg_chart(bars: list[dict]) -> str:
     """A horizontal bar chart of ratios with min–max whiskers, a line at 1.0 and a tick per target."""
     label_width, plot_width, row_height, top = 330, 480, 26, 50
@@ -276,12 +315,17 @@ def main() -> None:
         *[f"| {t} | {m} | {d} | {'met' if ok else 'MISSED'} |" for t, m, d, ok in targets],
         "",
     ]
+    valkey = read("commands-valkey.md")
+    if valkey:
+        lines += servers_side_by_side(commands, valkey)
     sections = [
         ("Commands and memory (redis-benchmark)", commands),
         ("How cost grows", scaling),
         ("Mirror (qsess-syncd to PostgreSQL)", mirror),
         ("Read-through (QSESS.GET misses restored from PostgreSQL)", read_through),
     ]
+    if valkey:
+        sections.append(("Commands and memory on Valkey (scripts/bench --server valkey)", valkey))
     for title, text in sections:
         if text:
             lines += [f"## {title}", "", strip_title(text), ""]

@@ -228,8 +228,30 @@ pub(crate) const LOADER: CommandSpec = CommandSpec {
 pub(crate) const COMMANDS: [&CommandSpec; 13] =
     [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE, &RESTORE, &RESTOREUSER, &LOADER];
 
-/// Sets arity, docs and key specs of every registered command. Errors name the command.
-pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
+/// Which ACL categories the server let the module use, for the load-time log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AclCategorySupport {
+    /// Redis 7.0: module commands are in no category and are granted by name.
+    None,
+    /// Redis 7.2: the standard categories (`@read`, `@write`, `@fast`, `@slow`).
+    Standard,
+    /// Redis 7.4+ and Valkey 8: the standard ones and `@qsess`.
+    StandardAndQsess,
+}
+
+impl AclCategorySupport {
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            AclCategorySupport::None => "none for module commands (grant qsess commands by name)",
+            AclCategorySupport::Standard => "@read/@write and @fast/@slow",
+            AclCategorySupport::StandardAndQsess => "@read/@write, @fast/@slow and @qsess",
+        }
+    }
+}
+
+/// Sets arity, docs and key specs of every registered command, and their ACL categories where the
+/// server supports them. Errors name the command.
+pub(crate) fn set_command_info(ctx: &Context) -> Result<AclCategorySupport, String> {
     // SAFETY: reading function pointers Redis filled before OnLoad.
     let (Some(get_command), Some(set_info)) =
         (unsafe { raw::RedisModule_GetCommand }, unsafe { raw::RedisModule_SetCommandInfo })
@@ -243,6 +265,7 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
         sizeof_keyspec: size_of::<raw::RedisModuleCommandKeySpec>(),
         sizeof_arg: size_of::<raw::RedisModuleCommandArg>(),
     };
+    let mut categories_applied = true;
     for spec in COMMANDS {
         let name = CString::new(spec.name).map_err(|error| error.to_string())?;
         let summary = CString::new(spec.summary).map_err(|error| error.to_string())?;
@@ -270,9 +293,13 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<(), String> {
         if unsafe { set_info(command, &info) } != raw::REDISMODULE_OK as i32 {
             return Err(format!("Redis refused the command info of {}", spec.name));
         }
-        set_acl_categories(ctx, command, spec, has_qsess_category);
+        categories_applied &= set_acl_categories(ctx, command, spec, has_qsess_category);
     }
-    Ok(())
+    Ok(match (categories_applied, has_qsess_category) {
+        (false, _) => AclCategorySupport::None,
+        (true, false) => AclCategorySupport::Standard,
+        (true, true) => AclCategorySupport::StandardAndQsess,
+    })
 }
 
 /// Adds the `qsess` ACL category where the server supports module categories (Redis 7.4+, Valkey 8).
@@ -285,16 +312,24 @@ fn add_qsess_category(ctx: &Context) -> bool {
 }
 
 /// Puts a command in its ACL categories where the server supports it (Redis 7.2+). A refusal is
-/// logged, not fatal: the command still works and can be granted by name.
-fn set_acl_categories(ctx: &Context, command: *mut raw::RedisModuleCommand, spec: &CommandSpec, with_qsess: bool) {
+/// logged, not fatal: the command still works and can be granted by name. Returns whether the
+/// categories were set.
+fn set_acl_categories(
+    ctx: &Context,
+    command: *mut raw::RedisModuleCommand,
+    spec: &CommandSpec,
+    with_qsess: bool,
+) -> bool {
     // SAFETY: reading a function pointer Redis filled before OnLoad; absent on Redis 7.0.
-    let Some(set_categories) = (unsafe { raw::RedisModule_SetCommandACLCategories }) else { return };
+    let Some(set_categories) = (unsafe { raw::RedisModule_SetCommandACLCategories }) else { return false };
     let categories = if with_qsess { format!("{} qsess", spec.acl_categories) } else { spec.acl_categories.to_owned() };
-    let Ok(categories_text) = CString::new(categories.as_str()) else { return };
+    let Ok(categories_text) = CString::new(categories.as_str()) else { return false };
     // SAFETY: `command` belongs to this module and the string outlives the call.
     if unsafe { set_categories(command, categories_text.as_ptr()) } != raw::REDISMODULE_OK as i32 {
         ctx.log_warning(&format!("qsess: the server refused ACL categories '{categories}' for {}", spec.name));
+        return false;
     }
+    true
 }
 
 fn key_spec(argument: &KeyArgument) -> KeySpec {

@@ -6,6 +6,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+mod allocator;
 mod blocking;
 mod bucket;
 mod client_ip;
@@ -24,6 +25,7 @@ mod panic_guard;
 mod read_through;
 mod redis_key;
 mod reply;
+mod server_profile;
 mod session_id;
 mod session_lookup;
 mod session_options;
@@ -39,9 +41,9 @@ use settings::{
 };
 
 #[cfg(not(test))]
-type ModuleAllocator = redis_module::alloc::RedisAlloc;
+type ModuleAllocator = allocator::AlignedAllocator<allocator::ServerMemory>;
 #[cfg(not(test))]
-const MODULE_ALLOCATOR: ModuleAllocator = redis_module::alloc::RedisAlloc;
+const MODULE_ALLOCATOR: ModuleAllocator = allocator::AlignedAllocator(allocator::ServerMemory);
 // Unit tests run without Redis, whose allocator would abort them.
 #[cfg(test)]
 type ModuleAllocator = std::alloc::System;
@@ -55,19 +57,27 @@ fn init(ctx: &Context, arguments: &[RedisString]) -> Status {
         ctx.log_warning(&format!("qsess: {message}"));
         return Status::Err;
     }
-    if let Err(message) = command_info::set_command_info(ctx) {
-        ctx.log_warning(&format!("qsess: {message}"));
-        return Status::Err;
-    }
+    let acl_categories = match command_info::set_command_info(ctx) {
+        Ok(support) => support,
+        Err(message) => {
+            ctx.log_warning(&format!("qsess: {message}"));
+            return Status::Err;
+        }
+    };
     if let Err(message) = info::keep_context_for_info(ctx) {
         ctx.log_warning(&format!("qsess: {message}"));
         return Status::Err;
     }
     let keyspace = settings::keyspace();
+    let server = server_profile::ServerProfile::detect(ctx);
     ctx.log_notice(&format!(
-        "qsess: loaded with {} bucket(s); keys look like {}",
+        "qsess: loaded on {} {} (allocator {}) with {} bucket(s); keys look like {}; ACL categories: {}",
+        server.name,
+        server.version,
+        server.allocator,
         keyspace.buckets.count(),
-        String::from_utf8_lossy(&keyspace.names.change_stream(0))
+        String::from_utf8_lossy(&keyspace.names.change_stream(0)),
+        acl_categories.describe()
     ));
     Status::Ok
 }

@@ -34,6 +34,7 @@ mod read_through_waiting;
 mod replication;
 mod resp_versions;
 mod rotate;
+mod server_support;
 mod session_limit;
 mod set_and_new;
 mod timeouts;

@@ -9,7 +9,7 @@ use crate::commands_support::{
     send_command_expecting_success, send_command_words, wait_for_the_next_server_millisecond,
 };
 use qsess_record::Handle;
-use qsess_tests::RedisServer;
+use qsess_tests::{RedisServer, ServerName};
 use redis::{Connection, Value};
 
 fn info_qsess_fields(con: &mut Connection) -> HashMap<String, String> {
@@ -248,16 +248,21 @@ fn arity_and_flags_from_command_info(con: &mut Connection, name: &str) -> (i64, 
 #[test]
 fn command_info_shows_the_declared_flags() {
     let server = RedisServer::builder().start();
+    // Valkey 8.1 renamed the slow log to the command log, and `no-slowlog` shows under the new name.
+    let skip_slowlog = match server.server_name() {
+        ServerName::Redis => "skip_slowlog",
+        ServerName::Valkey => "skip_commandlog",
+    };
     let mut con = server.connection();
     let (arity, flags) = arity_and_flags_from_command_info(&mut con, "qsess.set");
     assert_eq!(arity, -2);
-    for flag in ["write", "denyoom", "skip_monitor", "skip_slowlog"] {
+    for flag in ["write", "denyoom", "skip_monitor", skip_slowlog] {
         assert!(flags.iter().any(|f| f == flag), "qsess.set lacks {flag}: {flags:?}");
     }
     assert!(!flags.iter().any(|f| f == "readonly"), "{flags:?}");
     let (arity, flags) = arity_and_flags_from_command_info(&mut con, "qsess.peek");
     assert_eq!(arity, 2);
-    for flag in ["readonly", "fast", "skip_monitor", "skip_slowlog"] {
+    for flag in ["readonly", "fast", "skip_monitor", skip_slowlog] {
         assert!(flags.iter().any(|f| f == flag), "qsess.peek lacks {flag}: {flags:?}");
     }
     assert!(!flags.iter().any(|f| f == "write"), "{flags:?}");

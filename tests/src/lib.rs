@@ -38,6 +38,6 @@ pub use module_build::module_path;
 pub use ports::free_port;
 pub use postgres::{remove_stale_cluster_dirs, shared_cluster, PgCluster};
 pub use postgres_database::PgDatabase;
-pub use redis_server::{RedisServer, RedisServerBuilder};
+pub use redis_server::{RedisServer, RedisServerBuilder, ServerName};
 pub use syncd_in_process::InProcessSyncd;
 pub use syncd_process::{run_syncd, run_syncd_with_env, Daemon, DaemonBuilder, SyncdOutput};

@@ -44,6 +44,15 @@ pub struct RedisServer {
     builder: RedisServerBuilder,
 }
 
+/// The servers qsess supports; the harness runs whichever [`REDIS_SERVER_ENV`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerName {
+    /// Redis 7.0 or newer.
+    Redis,
+    /// Valkey 8 or newer.
+    Valkey,
+}
+
 /// Configures and starts a [`RedisServer`]; see [`RedisServer::builder`].
 #[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `.start()`"]
@@ -88,6 +97,24 @@ impl RedisServer {
     /// If the URL is rejected by the `redis` crate.
     pub fn client(&self) -> redis::Client {
         open_client(&self.url())
+    }
+
+    /// Which server this is, from `INFO server`: [`ServerName::Valkey`] when it reports
+    /// `server_name:valkey`, else [`ServerName::Redis`]. Tests whose expectations differ between
+    /// servers branch on this and say why.
+    ///
+    /// # Panics
+    ///
+    /// If the server cannot be reached.
+    pub fn server_name(&self) -> ServerName {
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("INFO server on port {} failed: {e}", self.port));
+        match info_field(&info, "server_name") {
+            Some("valkey") => ServerName::Valkey,
+            _ => ServerName::Redis,
+        }
     }
 
     /// A new RESP2 connection to the server.
