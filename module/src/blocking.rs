@@ -76,14 +76,19 @@ extern "C" fn on_key_ready(
     raw::REDISMODULE_OK as c_int
 }
 
-extern "C" fn on_timeout(
-    ctx: *mut raw::RedisModuleCtx,
-    _argv: *mut *mut raw::RedisModuleString,
-    _argc: c_int,
-) -> c_int {
+extern "C" fn on_timeout(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
     COUNTERS.miss_timeouts.increment();
     let context = Context::new(ctx);
-    context.reply(Ok(redis_module::RedisValue::Null));
+    let words = arguments(argv, argc);
+    if words.first().is_some_and(|name| name.eq_ignore_ascii_case(b"qsess.byuser")) {
+        // BYUSER answers an array whatever happens: the sessions Redis holds now (none, usually).
+        let answered = crate::panic_guard::catch(&context, || reply_after_user_wait(&context, &words));
+        if !matches!(answered, Some(Ok(()))) {
+            context.reply(Ok(redis_module::RedisValue::Array(Vec::new())));
+        }
+    } else {
+        context.reply(Ok(redis_module::RedisValue::Null));
+    }
     raw::REDISMODULE_OK as c_int
 }
 

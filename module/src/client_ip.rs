@@ -1,6 +1,6 @@
 //! Client IP addresses: parsing, normalisation and the `qsess.ip-mode` privacy switch.
 
-use crate::error::{quote_input, CommandError};
+use crate::error::CommandError;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// How much of a client's IP address is kept (`qsess.ip-mode`).
@@ -15,7 +15,7 @@ pub(crate) enum IpMode {
 /// Parses an address and normalises it: IPv4-mapped IPv6 (`::ffff:1.2.3.4`) becomes plain IPv4, so one
 /// client has one spelling. Zone ids, ports and brackets are refused.
 pub(crate) fn parse(text: &[u8]) -> Result<IpAddr, CommandError> {
-    let refuse = || CommandError::BadIp(quote_input(text, 64));
+    let refuse = || CommandError::BadIp;
     let text = std::str::from_utf8(text).map_err(|_| refuse())?;
     let address: IpAddr = text.parse().map_err(|_| refuse())?;
     Ok(match address {
@@ -57,7 +57,7 @@ mod tests {
     #[test]
     fn refuses_what_is_not_an_address() {
         for bad in [&b""[..], b"1.2.3", b"256.1.1.1", b"1.2.3.4:80", b"[::1]", b"fe80::1%eth0", b"localhost", b"\xff"] {
-            assert!(matches!(parse(bad), Err(CommandError::BadIp(_))), "accepted {bad:?}");
+            assert!(matches!(parse(bad), Err(CommandError::BadIp)), "accepted {bad:?}");
         }
     }
 

@@ -1,10 +1,14 @@
-//! Arity, summaries and key specs for every command, set through `RedisModule_SetCommandInfo` (7.0+).
+//! Arity, summaries and ACL categories of every command, set through `RedisModule_SetCommandInfo` (7.0+).
 //!
-//! The crate's `#[command]` macro cannot be used: it breaks loading on Redis 7.0. The keys a command
-//! declares are its id arguments (session ids, user ids), because Redis lets a command name only
-//! argument positions as keys; the Redis keys it touches are derived from them (ARCHITECTURE.md, ACL).
+//! The crate's `#[command]` macro cannot be used: it breaks loading on Redis 7.0. No command declares
+//! keys. Redis lets a command name only argument positions as keys, and qsess's arguments are raw
+//! session ids and user ids, from which the real keys (`qs:{B}:s:<handle>`, ...) are derived. Declared,
+//! an id would be matched against ACL key patterns (so an application needed `~*`), written to
+//! `ACL LOG` on a refusal, and remembered by client-side caching under the raw id, with no
+//! invalidation when the session ends; `NOT_KEY` specs do not help on Redis 7.0, which derives the
+//! tracked range from them anyway. So the module checks the caller's ACL against the derived keys
+//! itself (access.rs), and client tracking has nothing to remember (ARCHITECTURE.md, Security).
 
-use redis_module::commands::{get_redis_key_spec, BeginSearch, FindKeys, KeySpec, KeySpecFlags};
 use redis_module::{raw, Context};
 use std::ffi::CString;
 use std::mem::size_of;
@@ -13,6 +17,7 @@ use std::mem::size_of;
 pub(crate) struct CommandSpec {
     pub(crate) name: &'static str,
     pub(crate) flags: &'static str,
+    /// No command declares keys (0, 0, 0 and no key specs): see the module documentation above.
     pub(crate) first_key: i32,
     pub(crate) last_key: i32,
     pub(crate) key_step: i32,
@@ -22,50 +27,23 @@ pub(crate) struct CommandSpec {
     pub(crate) arity: i32,
     pub(crate) summary: &'static str,
     pub(crate) complexity: &'static str,
-    pub(crate) keys: &'static [KeyArgument],
 }
-
-/// Where an id argument is and how the command uses what it names.
-pub(crate) struct KeyArgument {
-    position: Position,
-    flags: u32,
-}
-
-enum Position {
-    /// The argument at this index.
-    At(i32),
-    /// Every argument from this index on.
-    From(i32),
-    /// The argument after this keyword.
-    AfterKeyword(&'static str),
-}
-
-const RW_UPDATE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_UPDATE;
-const RW_ACCESS_UPDATE: u32 = RW_UPDATE | raw::REDISMODULE_CMD_KEY_ACCESS;
-const RW_INSERT: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_INSERT;
-const RW_DELETE: u32 = raw::REDISMODULE_CMD_KEY_RW | raw::REDISMODULE_CMD_KEY_DELETE;
-const RM_DELETE: u32 = raw::REDISMODULE_CMD_KEY_RM | raw::REDISMODULE_CMD_KEY_DELETE;
-const RO_ACCESS: u32 = raw::REDISMODULE_CMD_KEY_RO | raw::REDISMODULE_CMD_KEY_ACCESS;
 
 pub(crate) const SET: CommandSpec = CommandSpec {
     name: "qsess.set",
     flags: "write deny-oom no-monitor no-slowlog",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write slow",
     arity: -2,
     summary: "Creates or updates a session and its owner's index; replies the new version",
     complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
-    keys: &[
-        KeyArgument { position: Position::At(1), flags: RW_UPDATE },
-        KeyArgument { position: Position::AfterKeyword("USER"), flags: RW_UPDATE },
-    ],
 };
 
 pub(crate) const NEW: CommandSpec = CommandSpec {
     name: "qsess.new",
-    flags: "write deny-oom",
+    flags: "write deny-oom no-monitor no-slowlog",
     first_key: 0,
     last_key: 0,
     key_step: 0,
@@ -73,153 +51,138 @@ pub(crate) const NEW: CommandSpec = CommandSpec {
     arity: -1,
     summary: "Mints a session id, creates the session and replies the id",
     complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
-    keys: &[KeyArgument { position: Position::AfterKeyword("USER"), flags: RW_INSERT }],
 };
 
 pub(crate) const GET: CommandSpec = CommandSpec {
     name: "qsess.get",
     flags: "write fast blocking no-monitor no-slowlog",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write fast",
     arity: -2,
     summary: "Replies a session's record and counts the read as activity (unless NOTOUCH)",
     complexity: "O(log N) where N is the owner's session count",
-    keys: &[KeyArgument { position: Position::At(1), flags: RW_ACCESS_UPDATE }],
 };
 
 pub(crate) const PEEK: CommandSpec = CommandSpec {
     name: "qsess.peek",
     flags: "readonly fast no-monitor no-slowlog",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "read fast",
     arity: 2,
     summary: "Replies a session's record without counting as activity; works on replicas",
     complexity: "O(1)",
-    keys: &[KeyArgument { position: Position::At(1), flags: RO_ACCESS }],
 };
 
 pub(crate) const TOUCH: CommandSpec = CommandSpec {
     name: "qsess.touch",
     flags: "write fast no-monitor no-slowlog",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write fast",
     arity: 2,
     summary: "Counts as activity on a session without reading it; replies 1 if it is live",
     complexity: "O(log N) where N is the owner's session count",
-    keys: &[KeyArgument { position: Position::At(1), flags: RW_UPDATE }],
 };
 
 pub(crate) const ROTATE: CommandSpec = CommandSpec {
     name: "qsess.rotate",
     flags: "write deny-oom fast no-monitor no-slowlog",
-    first_key: 1,
-    last_key: 2,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write fast",
     arity: 3,
     summary: "Moves a session to a new id atomically; the old id is revoked",
     complexity: "O(log N) where N is the owner's session count",
-    keys: &[
-        KeyArgument { position: Position::At(1), flags: RW_DELETE },
-        KeyArgument { position: Position::At(2), flags: RW_INSERT },
-    ],
 };
 
 pub(crate) const DEL: CommandSpec = CommandSpec {
     name: "qsess.del",
     flags: "write fast no-monitor no-slowlog",
-    first_key: 1,
-    last_key: -1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write fast",
     arity: -2,
     summary: "Ends sessions (log out); replies how many existed",
     complexity: "O(K log N) for K ids",
-    keys: &[KeyArgument { position: Position::From(1), flags: RM_DELETE }],
 };
 
 pub(crate) const BYUSER: CommandSpec = CommandSpec {
     name: "qsess.byuser",
     flags: "readonly blocking",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "read slow",
     arity: -2,
     summary: "Lists a user's live sessions by handle, or with their metadata",
     complexity: "O(N) where N is the user's session count",
-    keys: &[KeyArgument { position: Position::At(1), flags: RO_ACCESS }],
 };
 
 pub(crate) const REVOKEUSER: CommandSpec = CommandSpec {
     name: "qsess.revokeuser",
     flags: "write no-monitor no-slowlog",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write slow",
     arity: -2,
     summary: "Ends all of a user's sessions, optionally all but one; replies the count",
     complexity: "O(N) where N is the user's session count",
-    keys: &[KeyArgument { position: Position::At(1), flags: RW_DELETE }],
 };
 
 pub(crate) const REVOKE: CommandSpec = CommandSpec {
     name: "qsess.revoke",
     flags: "write",
-    first_key: 1,
-    last_key: 1,
-    key_step: 1,
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
     acl_categories: "write slow",
     arity: -3,
     summary: "Ends chosen sessions of a user by handle; replies the count",
     complexity: "O(K log N) for K handles",
-    keys: &[KeyArgument { position: Position::At(1), flags: RW_DELETE }],
 };
 
 pub(crate) const RESTORE: CommandSpec = CommandSpec {
     name: "qsess.restore",
-    flags: "write deny-oom fast",
+    flags: "write deny-oom admin fast no-monitor no-slowlog",
     first_key: 0,
     last_key: 0,
     key_step: 0,
-    acl_categories: "write fast",
+    acl_categories: "admin dangerous fast",
     arity: 4,
     summary: "Internal, for qsess-syncd: restores a session from the mirror and wakes its waiters",
     complexity: "O(log N) where N is the owner's session count",
-    keys: &[],
 };
 
 pub(crate) const RESTOREUSER: CommandSpec = CommandSpec {
     name: "qsess.restoreuser",
-    flags: "write fast",
+    flags: "write admin fast",
     first_key: 0,
     last_key: 0,
     key_step: 0,
-    acl_categories: "write fast",
+    acl_categories: "admin dangerous fast",
     arity: 3,
     summary: "Internal, for qsess-syncd: a user's sessions were reloaded; wakes QSESS.BYUSER waiters",
     complexity: "O(1)",
-    keys: &[],
 };
 
 pub(crate) const LOADER: CommandSpec = CommandSpec {
     name: "qsess.loader",
-    flags: "fast",
+    flags: "admin fast",
     first_key: 0,
     last_key: 0,
     key_step: 0,
-    acl_categories: "fast",
+    acl_categories: "admin dangerous fast",
     arity: 2,
     summary: "Internal, for qsess-syncd: attaches as the loader for a lease in ms (0 detaches)",
     complexity: "O(1)",
-    keys: &[],
 };
 
 /// Every command. Flags are truthful: reads that may slide the expiry are `write`; only commands that
@@ -271,7 +234,6 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<AclCategorySupport, Stri
         let summary = CString::new(spec.summary).map_err(|error| error.to_string())?;
         let complexity = CString::new(spec.complexity).map_err(|error| error.to_string())?;
         let since = CString::new("1.0.0").map_err(|error| error.to_string())?;
-        let mut key_specs = get_redis_key_spec(spec.keys.iter().map(key_spec).collect());
         let info = raw::RedisModuleCommandInfo {
             version: &version,
             summary: summary.as_ptr(),
@@ -280,7 +242,7 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<AclCategorySupport, Stri
             history: std::ptr::null_mut(),
             tips: std::ptr::null(),
             arity: spec.arity,
-            key_specs: key_specs.as_mut_ptr(),
+            key_specs: std::ptr::null_mut(),
             args: std::ptr::null_mut(),
         };
         // SAFETY: load-time context; `info` and everything it points to outlive the call, and Redis
@@ -322,7 +284,10 @@ fn set_acl_categories(
 ) -> bool {
     // SAFETY: reading a function pointer Redis filled before OnLoad; absent on Redis 7.0.
     let Some(set_categories) = (unsafe { raw::RedisModule_SetCommandACLCategories }) else { return false };
-    let categories = if with_qsess { format!("{} qsess", spec.acl_categories) } else { spec.acl_categories.to_owned() };
+    // `+@qsess` is the application's grant, so the daemon's internal (admin) commands stay out of it.
+    let internal = spec.flags.split(' ').any(|flag| flag == "admin");
+    let categories =
+        if with_qsess && !internal { format!("{} qsess", spec.acl_categories) } else { spec.acl_categories.to_owned() };
     let Ok(categories_text) = CString::new(categories.as_str()) else { return false };
     // SAFETY: `command` belongs to this module and the string outlives the call.
     if unsafe { set_categories(command, categories_text.as_ptr()) } != raw::REDISMODULE_OK as i32 {
@@ -330,17 +295,4 @@ fn set_acl_categories(
         return false;
     }
     true
-}
-
-fn key_spec(argument: &KeyArgument) -> KeySpec {
-    let flags = KeySpecFlags::from_bits_truncate(argument.flags);
-    match argument.position {
-        Position::At(index) => KeySpec::new(None, flags, BeginSearch::new_index(index), FindKeys::new_range(0, 1, 0)),
-        Position::From(index) => {
-            KeySpec::new(None, flags, BeginSearch::new_index(index), FindKeys::new_range(-1, 1, 0))
-        }
-        Position::AfterKeyword(keyword) => {
-            KeySpec::new(None, flags, BeginSearch::new_keyword(keyword.to_owned(), 1), FindKeys::new_range(0, 1, 0))
-        }
-    }
 }

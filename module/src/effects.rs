@@ -220,6 +220,9 @@ impl<'ctx> Effects<'ctx> {
             // An unreadable record's version is unknown: end it above any version the mirror holds.
             None => (UNKNOWN_VERSION_END, None, None),
         };
+        // The change entry first, as in every write: it is the one write that can fail (see set.rs).
+        let change = ChangeRecord::Delete { handle: ending.handle, user: user.as_deref(), version, reason };
+        self.append_change(stream, &change)?;
         self.delete_key(ending.key)?;
         if let Some(index) = index {
             self.index_remove(index, &ending.handle)?;
@@ -227,8 +230,6 @@ impl<'ctx> Effects<'ctx> {
         self.write_tombstone(ending.bucket, &ending.handle, version, expires_ms)?;
         // A client waiting for this session to be reloaded gets its answer (nil) now.
         crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(ending.bucket, &ending.handle))?;
-        let change = ChangeRecord::Delete { handle: ending.handle, user: user.as_deref(), version, reason };
-        self.append_change(stream, &change)?;
         if reason != DeleteReason::Rotate {
             COUNTERS.deleted.increment();
         }
@@ -251,13 +252,13 @@ impl Effects<'_> {
         stream: &RedisKey<'_>,
         reason: DeleteReason,
     ) -> Result<(), CommandError> {
+        let change = ChangeRecord::Delete { handle: address.handle, user: owner, version: UNKNOWN_VERSION_END, reason };
+        self.append_change(stream, &change)?;
         if let Some(index) = index {
             self.index_remove(index, &address.handle)?;
         }
         self.write_tombstone(address.bucket, &address.handle, UNKNOWN_VERSION_END, None)?;
-        crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(address.bucket, &address.handle))?;
-        let change = ChangeRecord::Delete { handle: address.handle, user: owner, version: UNKNOWN_VERSION_END, reason };
-        self.append_change(stream, &change)
+        crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(address.bucket, &address.handle))
     }
 }
 

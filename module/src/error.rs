@@ -7,20 +7,29 @@ use redis_module::RedisError;
 pub(crate) enum CommandError {
     #[error("wrong number of arguments for '{0}' command")]
     WrongArity(&'static str),
-    #[error("unknown option '{option}' for {command}; accepted: {accepted}")]
-    UnknownOption { command: &'static str, option: String, accepted: &'static str },
+    // Refusals never quote the argument: it may be a session id in the wrong place.
+    #[error("unknown option for {command}; accepted: {accepted}")]
+    UnknownOption { command: &'static str, accepted: &'static str },
     #[error("option {0} given more than once")]
     RepeatedOption(&'static str),
     #[error("option {0} needs a value")]
     MissingValue(&'static str),
     #[error("{0} and {1} cannot be used together")]
     ConflictingOptions(&'static str, &'static str),
-    #[error("{what} must be an integer from {min} to {max}, got '{got}'")]
-    BadInteger { what: &'static str, min: u64, max: u64, got: String },
+    #[error("{what} must be an integer from {min} to {max}")]
+    BadInteger { what: &'static str, min: u64, max: u64 },
     #[error("session id must not be empty")]
     EmptySessionId,
     #[error("session id is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_SESSION_ID_BYTES)]
     SessionIdTooLong(usize),
+    #[error("session id is {length} bytes long; at least {min} are required (qsess.min-session-id-bytes): use a random id of 128 bits or more, or mint one with QSESS.NEW")]
+    SessionIdTooShort { length: usize, min: usize },
+    #[error("the user already has {limit} live sessions, the most qsess.max-sessions-per-user allows; end some (QSESS.REVOKEUSER, QSESS.REVOKE) or write with LIMIT")]
+    TooManySessions { limit: u64 },
+    #[error("{command} takes at most {max} ids per call; call it again for the rest")]
+    TooManyIds { command: &'static str, max: usize },
+    #[error("redis is over maxmemory: an id it does not hold cannot be ended now (that would add a tombstone); ids it holds can")]
+    OutOfMemoryForAbsentId,
     #[error("session id must start with its bucket as '<bucket>.' where bucket is below {buckets} (qsess.buckets); QSESS.NEW mints such ids")]
     SessionIdWithoutBucket { buckets: u32 },
     #[error("session id is in bucket {session_bucket} but user's sessions live in bucket {user_bucket}; mint ids with QSESS.NEW USER <uid>")]
@@ -29,8 +38,8 @@ pub(crate) enum CommandError {
     EmptyUserId,
     #[error("user id is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_USER_ID_BYTES)]
     UserIdTooLong(usize),
-    #[error("invalid IP address '{0}'; accepted: an IPv4 or IPv6 address such as 203.0.113.7 or 2001:db8::1")]
-    BadIp(String),
+    #[error("invalid IP address; accepted: an IPv4 or IPv6 address such as 203.0.113.7 or 2001:db8::1")]
+    BadIp,
     #[error("user agent is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_USER_AGENT_BYTES)]
     UserAgentTooLong(usize),
     #[error("data is {size} bytes long; at most {max} are accepted (qsess.max-data-bytes)")]
@@ -53,8 +62,16 @@ pub(crate) enum CommandError {
     WrongType(String),
     #[error("stored session record is unreadable ({0}); delete it with QSESS.DEL")]
     CorruptRecord(#[from] qsess_record::DecodeError),
+    #[error("restore record's {0} is out of range; accepted: versions from 1 to 2^53, times within ten years of now, timeouts of at most ten years")]
+    RestoreOutOfRange(&'static str),
     #[error("restore payload is not a session record ({0})")]
     BadRestorePayload(qsess_record::DecodeError),
+    #[error("this user has no permissions to access the '{0}' key qsess derives from the arguments; qsess keys live under qsess.prefix (grant ~qs:*; README, Security)")]
+    NoKeyPermission(String),
+    #[error("qsess.restore, qsess.restoreuser and qsess.loader are for qsess-syncd: the caller needs the daemon's ACL (the reload channel, &qs:reload-user; README, Security)")]
+    NotTheLoader,
+    #[error("change stream {0} can take no more entries: its last id is the largest possible, which qsess never writes; delete the stream once qsess-syncd has mirrored it")]
+    StreamExhausted(String),
     #[error("internal error")]
     Internal,
     #[error("this server lacks the module API {0}; qsess needs Redis 7.0 or newer")]
@@ -84,6 +101,10 @@ impl CommandError {
         match self {
             CommandError::WrongArity(_) => RedisError::WrongArity,
             CommandError::WrongType(_) => RedisError::String(format!("WRONGTYPE {self}")),
+            CommandError::NoKeyPermission(_) | CommandError::NotTheLoader => {
+                RedisError::String(format!("NOPERM {self}"))
+            }
+            CommandError::OutOfMemoryForAbsentId => RedisError::String(format!("OOM {self}")),
             other => RedisError::String(format!("ERR {other}")),
         }
     }

@@ -44,6 +44,7 @@ mod tests {
             max_data_bytes: 65_536,
             miss_timeout_ms: 250,
             negative_cache_ms: 5_000,
+            max_sessions_per_user: 500,
             ip_mode: IpMode::Full,
             ua_mode: UaMode::Full,
         }

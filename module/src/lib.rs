@@ -6,6 +6,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
+mod access;
 mod allocator;
 mod blocking;
 mod bucket;
@@ -36,8 +37,8 @@ use command_info::{BYUSER, DEL, GET, LOADER, NEW, PEEK, RESTORE, RESTOREUSER, RE
 use redis_module::configuration::ConfigurationFlags;
 use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
 use settings::{
-    ABSOLUTE_TIMEOUT, BUCKETS, DEFAULT_PREFIX, IDLE_TIMEOUT, IP_MODE, MAX_DATA_BYTES, MISS_TIMEOUT, NEGATIVE_CACHE,
-    PREFIX, TOMBSTONE_TTL, TOUCH_GRANULARITY, UA_MODE,
+    ABSOLUTE_TIMEOUT, BUCKETS, DEFAULT_PREFIX, IDLE_TIMEOUT, IP_MODE, MAX_DATA_BYTES, MAX_SESSIONS_PER_USER,
+    MIN_SESSION_ID_BYTES, MISS_TIMEOUT, NEGATIVE_CACHE, PREFIX, TOMBSTONE_TTL, TOUCH_GRANULARITY, UA_MODE,
 };
 
 #[cfg(not(test))]
@@ -126,6 +127,8 @@ redis_module! {
             [MAX_DATA_BYTES.name, MAX_DATA_BYTES.value, MAX_DATA_BYTES.default, MAX_DATA_BYTES.min, MAX_DATA_BYTES.max, ConfigurationFlags::MEMORY, None],
             [MISS_TIMEOUT.name, MISS_TIMEOUT.value, MISS_TIMEOUT.default, MISS_TIMEOUT.min, MISS_TIMEOUT.max, ConfigurationFlags::DEFAULT, None],
             [NEGATIVE_CACHE.name, NEGATIVE_CACHE.value, NEGATIVE_CACHE.default, NEGATIVE_CACHE.min, NEGATIVE_CACHE.max, ConfigurationFlags::DEFAULT, None],
+            [MIN_SESSION_ID_BYTES.name, MIN_SESSION_ID_BYTES.value, MIN_SESSION_ID_BYTES.default, MIN_SESSION_ID_BYTES.min, MIN_SESSION_ID_BYTES.max, ConfigurationFlags::DEFAULT, None],
+            [MAX_SESSIONS_PER_USER.name, MAX_SESSIONS_PER_USER.value, MAX_SESSIONS_PER_USER.default, MAX_SESSIONS_PER_USER.min, MAX_SESSIONS_PER_USER.max, ConfigurationFlags::DEFAULT, None],
         ],
         string: [
             ["prefix", &PREFIX, DEFAULT_PREFIX, ConfigurationFlags::IMMUTABLE, None],

@@ -13,5 +13,13 @@ pub(crate) const MAX_USER_AGENT_BYTES: usize = 512;
 /// Longest accepted timeout: ten years in milliseconds, far from any overflow in expiry arithmetic.
 pub(crate) const MAX_TIMEOUT_MS: u64 = 10 * 366 * 24 * 60 * 60 * 1000;
 
+/// Highest version a restored record may carry: every version fits an `f64` score, an `i64` reply and
+/// `version + 1` without wrapping.
+pub(crate) const MAX_VERSION: u64 = 1 << 53;
+
+/// Most ids one `QSESS.DEL` or handles one `QSESS.REVOKE` takes: ending a session costs about 15 µs,
+/// so a call holds Redis for under 10 ms.
+pub(crate) const MAX_IDS_PER_CALL: usize = 500;
+
 /// Highest accepted `LIMIT n`.
 pub(crate) const MAX_SESSIONS_PER_USER_LIMIT: u64 = 1_000_000;

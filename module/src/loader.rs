@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 static LEASE_UNTIL_MS: AtomicU64 = AtomicU64::new(0);
 
-/// Grants or renews the lease until `until_ms`; 0 detaches.
+/// Grants or renews the lease until `until_ms`; 0 detaches. Who may call it is decided by the ACL
+/// (`access::Caller::require_loader_role`), not here: the daemon renews and detaches from different
+/// connections, so a per-connection owner would refuse its own detach.
 pub(crate) fn set_lease(until_ms: u64) {
     LEASE_UNTIL_MS.store(until_ms, Ordering::Relaxed);
 }

@@ -208,7 +208,7 @@ impl<'ctx> RedisKey<'ctx> {
         let mut id = raw::RedisModuleStreamID { ms: 0, seq: 0 };
         // SAFETY: open writable key that is empty or a stream; `arguments` holds an even number of live
         // strings, which Redis copies into the stream.
-        check(unsafe {
+        let status = unsafe {
             stream_add(
                 self.key.as_ptr(),
                 raw::REDISMODULE_STREAM_ADD_AUTOID as c_int,
@@ -216,7 +216,16 @@ impl<'ctx> RedisKey<'ctx> {
                 arguments.as_mut_ptr(),
                 (arguments.len() / 2) as i64,
             )
-        })?;
+        };
+        if status != raw::REDISMODULE_OK as c_int {
+            // EFBIG: something else wrote the largest possible id, and no automatic id is left.
+            return Err(match std::io::Error::last_os_error().raw_os_error() {
+                Some(libc::EFBIG) => {
+                    CommandError::StreamExhausted(crate::error::quote_input(self.name.as_slice(), 300))
+                }
+                _ => CommandError::Internal,
+            });
+        }
         Ok(format!("{}-{}", id.ms, id.seq))
     }
 }
@@ -236,6 +245,16 @@ fn check(status: c_int) -> Result<(), CommandError> {
         Ok(())
     } else {
         Err(CommandError::Internal)
+    }
+}
+
+/// Whether Redis uses more memory than `maxmemory` allows (never, without a `maxmemory`).
+pub(crate) fn server_memory_full() -> bool {
+    // SAFETY: reading a function pointer Redis filled at load.
+    match unsafe { raw::RedisModule_GetUsedMemoryRatio } {
+        // SAFETY: takes no arguments and only reads a counter.
+        Some(ratio) => (unsafe { ratio() }) >= 1.0,
+        None => false,
     }
 }
 

@@ -24,6 +24,10 @@ pub(crate) fn locate(session_id: &[u8], buckets: Buckets) -> Result<SessionAddre
     if session_id.len() > MAX_SESSION_ID_BYTES {
         return Err(CommandError::SessionIdTooLong(session_id.len()));
     }
+    let min_bytes = crate::settings::min_session_id_bytes();
+    if session_id.len() < min_bytes {
+        return Err(CommandError::SessionIdTooShort { length: session_id.len(), min: min_bytes });
+    }
     Ok(SessionAddress { bucket: buckets.of_session_id(session_id)?, handle: Handle::from_session_id(session_id) })
 }
 
@@ -61,7 +65,9 @@ mod tests {
         assert_eq!(locate(b"", Buckets::new(1)), Err(CommandError::EmptySessionId));
         let long = vec![b'a'; MAX_SESSION_ID_BYTES + 1];
         assert_eq!(locate(&long, Buckets::new(1)), Err(CommandError::SessionIdTooLong(257)));
-        let address = locate(b"abc", Buckets::new(1)).unwrap();
-        assert_eq!(address, SessionAddress { bucket: 0, handle: Handle::from_session_id(b"abc") });
+        let address = locate(b"abcdefghijklmnop", Buckets::new(1)).unwrap();
+        assert_eq!(address, SessionAddress { bucket: 0, handle: Handle::from_session_id(b"abcdefghijklmnop") });
+        // qsess.min-session-id-bytes, 1 by default.
+        assert!(locate(b"a", Buckets::new(1)).is_ok());
     }
 }

@@ -89,7 +89,32 @@ pub(crate) const MISS_TIMEOUT: NumericSetting =
 pub(crate) const NEGATIVE_CACHE: NumericSetting =
     NumericSetting { name: "negative-cache-ms", default: 5_000, min: 0, max: 3_600_000, value: &NEGATIVE_CACHE_VALUE };
 
-const NUMERIC_SETTINGS: [&NumericSetting; 8] = [
+static MIN_SESSION_ID_BYTES_VALUE: AtomicI64 = AtomicI64::new(1);
+static MAX_SESSIONS_PER_USER_VALUE: AtomicI64 = AtomicI64::new(500);
+
+/// Handles are unkeyed hashes shown to whoever lists a user's sessions, so a short, application-chosen
+/// id could be found from its handle by trying every candidate. 1 by default, because ids already in
+/// use (and every client written against qsess so far) may be short and a minimum would lock them
+/// out on upgrade; README (Security) tells operators whose applications choose ids to set 16 (OWASP's
+/// 64 bits, written as hex). Ids minted by QSESS.NEW are 32 characters.
+pub(crate) const MIN_SESSION_ID_BYTES: NumericSetting = NumericSetting {
+    name: "min-session-id-bytes",
+    default: 1,
+    min: 1,
+    max: crate::limits::MAX_SESSION_ID_BYTES as i64,
+    value: &MIN_SESSION_ID_BYTES_VALUE,
+};
+/// 500: far more devices than a person has, and few enough that every command over one user's
+/// sessions (BYUSER, REVOKEUSER, SET with LIMIT) holds Redis for a few milliseconds at most.
+pub(crate) const MAX_SESSIONS_PER_USER: NumericSetting = NumericSetting {
+    name: "max-sessions-per-user",
+    default: 500,
+    min: 1,
+    max: 1_000_000,
+    value: &MAX_SESSIONS_PER_USER_VALUE,
+};
+
+const NUMERIC_SETTINGS: [&NumericSetting; 10] = [
     &BUCKETS,
     &IDLE_TIMEOUT,
     &ABSOLUTE_TIMEOUT,
@@ -98,6 +123,8 @@ const NUMERIC_SETTINGS: [&NumericSetting; 8] = [
     &MAX_DATA_BYTES,
     &MISS_TIMEOUT,
     &NEGATIVE_CACHE,
+    &MIN_SESSION_ID_BYTES,
+    &MAX_SESSIONS_PER_USER,
 ];
 
 /// A setting that takes one of a few words; stored as an index so commands read it with one load.
@@ -243,6 +270,7 @@ pub(crate) struct Settings {
     pub(crate) max_data_bytes: u64,
     pub(crate) miss_timeout_ms: u64,
     pub(crate) negative_cache_ms: u64,
+    pub(crate) max_sessions_per_user: u64,
     pub(crate) ip_mode: IpMode,
     pub(crate) ua_mode: UaMode,
 }
@@ -258,6 +286,7 @@ impl Settings {
             max_data_bytes: read(&MAX_DATA_BYTES),
             miss_timeout_ms: read(&MISS_TIMEOUT),
             negative_cache_ms: read(&NEGATIVE_CACHE),
+            max_sessions_per_user: read(&MAX_SESSIONS_PER_USER),
             ip_mode: match IP_MODE.current() {
                 "truncated" => IpMode::Truncated,
                 "none" => IpMode::None,
@@ -269,6 +298,11 @@ impl Settings {
             },
         }
     }
+}
+
+/// The shortest session id a command accepts now (`qsess.min-session-id-bytes`).
+pub(crate) fn min_session_id_bytes() -> usize {
+    MIN_SESSION_ID_BYTES.value.load(Ordering::Relaxed).max(1) as usize
 }
 
 /// The key layout, fixed when the module loads.

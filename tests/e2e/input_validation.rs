@@ -12,7 +12,7 @@ use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
 const IP_ACCEPTED: &str = "; accepted: an IPv4 or IPv6 address such as 203.0.113.7 or 2001:db8::1";
-const TIMEOUT_RANGE: &str = "must be an integer from 0 to 316224000000, got";
+const TIMEOUT_RANGE: &str = "must be an integer from 0 to 316224000000";
 
 /// DBSIZE, XLEN of `qs:{0}:chg`, and every key with its type, DUMP payload and absolute expiry.
 type KeyspaceSnapshot = (i64, i64, BTreeMap<Vec<u8>, (String, Vec<u8>, i64)>);
@@ -96,16 +96,12 @@ fn option_errors_are_refused_with_their_message_and_write_nothing() {
     let set_accepted = "; accepted: DATA, USER, ANON, IP, UA, IDLE, ABSOLUTE, NX, XX, LIMIT";
     let new_accepted = "; accepted: DATA, USER, ANON, IP, UA, IDLE, ABSOLUTE, LIMIT";
     let cases: Vec<(&str, Vec<&str>, String)> = vec![
-        ("QSESS.SET", vec!["base", "TTL", "5"], format!("ERR unknown option 'TTL' for QSESS.SET{set_accepted}")),
-        ("QSESS.SET", vec!["fresh", "ttl"], format!("ERR unknown option 'ttl' for QSESS.SET{set_accepted}")),
-        ("QSESS.NEW", vec!["NX"], format!("ERR unknown option 'NX' for QSESS.NEW{new_accepted}")),
-        ("QSESS.GET", vec!["base", "TOUCH"], "ERR unknown option 'TOUCH' for QSESS.GET; accepted: NOTOUCH".into()),
-        ("QSESS.BYUSER", vec!["u1", "ALL"], "ERR unknown option 'ALL' for QSESS.BYUSER; accepted: WITHMETA".into()),
-        (
-            "QSESS.REVOKEUSER",
-            vec!["u1", "BUT"],
-            "ERR unknown option 'BUT' for QSESS.REVOKEUSER; accepted: EXCEPT".into(),
-        ),
+        ("QSESS.SET", vec!["base", "TTL", "5"], format!("ERR unknown option for QSESS.SET{set_accepted}")),
+        ("QSESS.SET", vec!["fresh", "ttl"], format!("ERR unknown option for QSESS.SET{set_accepted}")),
+        ("QSESS.NEW", vec!["NX"], format!("ERR unknown option for QSESS.NEW{new_accepted}")),
+        ("QSESS.GET", vec!["base", "TOUCH"], "ERR unknown option for QSESS.GET; accepted: NOTOUCH".into()),
+        ("QSESS.BYUSER", vec!["u1", "ALL"], "ERR unknown option for QSESS.BYUSER; accepted: WITHMETA".into()),
+        ("QSESS.REVOKEUSER", vec!["u1", "BUT"], "ERR unknown option for QSESS.REVOKEUSER; accepted: EXCEPT".into()),
         ("QSESS.NEW", vec!["DATA", "a", "DATA", "b"], "ERR option DATA given more than once".into()),
         ("QSESS.NEW", vec!["USER"], "ERR option USER needs a value".into()),
         ("QSESS.SET", vec!["base", "NX", "XX"], "ERR NX and XX cannot be used together".into()),
@@ -116,12 +112,12 @@ fn option_errors_are_refused_with_their_message_and_write_nothing() {
         ("QSESS.NEW", vec!["USER", ""], "ERR user id must not be empty".into()),
         ("QSESS.SET", vec!["base", "USER", &uid257], "ERR user id is 257 bytes long; at most 256 are accepted".into()),
         ("QSESS.SET", vec!["base", "UA", &ua513], "ERR user agent is 513 bytes long; at most 512 are accepted".into()),
-        ("QSESS.SET", vec!["base", "IDLE", "-5"], format!("ERR IDLE (ms) {TIMEOUT_RANGE} '-5'")),
-        ("QSESS.SET", vec!["base", "IDLE", "1.5"], format!("ERR IDLE (ms) {TIMEOUT_RANGE} '1.5'")),
-        ("QSESS.SET", vec!["base", "IDLE", "+5"], format!("ERR IDLE (ms) {TIMEOUT_RANGE} '+5'")),
-        ("QSESS.SET", vec!["base", "IDLE", "316224000001"], format!("ERR IDLE (ms) {TIMEOUT_RANGE} '316224000001'")),
-        ("QSESS.NEW", vec!["ABSOLUTE", "abc"], format!("ERR ABSOLUTE (ms) {TIMEOUT_RANGE} 'abc'")),
-        ("QSESS.SET", vec!["base", "LIMIT", "0"], "ERR LIMIT must be an integer from 1 to 1000000, got '0'".into()),
+        ("QSESS.SET", vec!["base", "IDLE", "-5"], format!("ERR IDLE (ms) {TIMEOUT_RANGE}")),
+        ("QSESS.SET", vec!["base", "IDLE", "1.5"], format!("ERR IDLE (ms) {TIMEOUT_RANGE}")),
+        ("QSESS.SET", vec!["base", "IDLE", "+5"], format!("ERR IDLE (ms) {TIMEOUT_RANGE}")),
+        ("QSESS.SET", vec!["base", "IDLE", "316224000001"], format!("ERR IDLE (ms) {TIMEOUT_RANGE}")),
+        ("QSESS.NEW", vec!["ABSOLUTE", "abc"], format!("ERR ABSOLUTE (ms) {TIMEOUT_RANGE}")),
+        ("QSESS.SET", vec!["base", "LIMIT", "0"], "ERR LIMIT must be an integer from 1 to 1000000".into()),
         ("QSESS.SET", vec!["base", "LIMIT", "1000001"], "ERR LIMIT must be an integer from 1 to 1000000".into()),
         ("QSESS.SET", vec!["base", "ANON", "LIMIT", "2"], "ERR LIMIT needs an owner: give USER or update".into()),
         ("QSESS.SET", vec!["anonymous", "LIMIT", "2"], "ERR LIMIT needs an owner: give USER or update".into()),
@@ -144,7 +140,7 @@ fn option_errors_are_refused_with_their_message_and_write_nothing() {
         }
     }
     for bad_ip in ["300.1.1.1", "[::1]", "1.2.3.4:80", "fe80::1%eth0", "localhost", "", "1.2.3"] {
-        let expected = format!("ERR invalid IP address '{bad_ip}'{IP_ACCEPTED}");
+        let expected = format!("ERR invalid IP address{IP_ACCEPTED}");
         refused_with_text_args(&mut con, "QSESS.SET", &["base", "IP", bad_ip], &expected);
         refused_with_text_args(&mut con, "QSESS.NEW", &["IP", bad_ip], &expected);
     }
@@ -419,9 +415,10 @@ fn error_replies_that_quote_client_input_are_valid_utf8() {
     let mut con = server.connection();
     redis::cmd("SET").arg("qs:{0}:u:jos\u{e9}").arg("not an index").exec(&mut con).unwrap();
     let cases: [(&[&[u8]], &str); 4] = [
-        (&[b"QSESS.SET", b"s1", "caf\u{e9}".as_bytes()], "-ERR unknown option '"),
-        (&[b"QSESS.SET", b"s1", b"\xff\xfe"], "-ERR unknown option '"),
-        (&[b"QSESS.SET", b"s1", b"IP", "caf\u{e9}".as_bytes()], "-ERR invalid IP address '"),
+        // Refusals name what is accepted and never quote the argument, which may be a misplaced id.
+        (&[b"QSESS.SET", b"s1", "caf\u{e9}".as_bytes()], "-ERR unknown option for QSESS.SET; accepted"),
+        (&[b"QSESS.SET", b"s1", b"\xff\xfe"], "-ERR unknown option for QSESS.SET; accepted"),
+        (&[b"QSESS.SET", b"s1", b"IP", "caf\u{e9}".as_bytes()], "-ERR invalid IP address; accepted"),
         (&[b"QSESS.BYUSER", "jos\u{e9}".as_bytes()], "-WRONGTYPE key qs:{0}:u:jos"),
     ];
     let mut invalid = Vec::new();

@@ -1,5 +1,6 @@
 //! The end-to-end suite: one test binary whose tests each start their own real redis-server.
 
+mod access_control;
 mod byuser;
 mod change_stream;
 mod commands_support;

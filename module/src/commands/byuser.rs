@@ -3,6 +3,7 @@
 //! When the user has no index at all while a loader is attached (Redis may have lost it), the loader is
 //! asked to reload the user's sessions from the mirror first.
 
+use crate::access::{Caller, KeyAccess};
 use crate::effects::Effects;
 use crate::error::{quote_input, CommandError};
 use crate::read_through::{self, MissOutcome};
@@ -16,6 +17,7 @@ use redis_module::{Context, RedisValue};
 
 pub(crate) fn byuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
     let (user_id, with_meta) = parse(arguments)?;
+    Caller::of(ctx).require_user(user_id, KeyAccess::Read)?;
     let effects = Effects::new(ctx)?;
     let bucket = keyspace().buckets.of_user(user_id);
     let index_name = keyspace().names.user_index(bucket, user_id);
@@ -38,13 +40,7 @@ fn parse<'a>(arguments: &[&'a [u8]]) -> Result<(&'a [u8], bool), CommandError> {
     let (user_id, with_meta) = match arguments {
         [_, user_id] => (*user_id, false),
         [_, user_id, option] if option.eq_ignore_ascii_case(b"WITHMETA") => (*user_id, true),
-        [_, _, option] => {
-            return Err(CommandError::UnknownOption {
-                command: "QSESS.BYUSER",
-                option: quote_input(option, 64),
-                accepted: "WITHMETA",
-            })
-        }
+        [_, _, _] => return Err(CommandError::UnknownOption { command: "QSESS.BYUSER", accepted: "WITHMETA" }),
         _ => return Err(CommandError::WrongArity("qsess.byuser")),
     };
     validate_user_id(user_id)?;

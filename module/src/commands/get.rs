@@ -3,8 +3,9 @@
 //! Activity is debounced: a read writes only when `seen` is older than the touch granularity, so most
 //! reads are pure reads and a busy session adds one `touch` change record per granularity.
 
+use crate::access::{Caller, KeyAccess};
 use crate::effects::Effects;
-use crate::error::{quote_input, CommandError};
+use crate::error::CommandError;
 use crate::expiry;
 use crate::info::COUNTERS;
 use crate::read_through::{self, MissOutcome};
@@ -20,17 +21,19 @@ pub(crate) fn get(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Comm
     let (session_id, touch) = match arguments {
         [_, session_id] => (*session_id, true),
         [_, session_id, option] if option.eq_ignore_ascii_case(b"NOTOUCH") => (*session_id, false),
-        [_, _, option] => {
-            return Err(CommandError::UnknownOption {
-                command: "QSESS.GET",
-                option: quote_input(option, 64),
-                accepted: "NOTOUCH",
-            })
-        }
+        [_, _, _] => return Err(CommandError::UnknownOption { command: "QSESS.GET", accepted: "NOTOUCH" }),
         _ => return Err(CommandError::WrongArity("qsess.get")),
     };
     let effects = Effects::new(ctx)?;
     let address = session_id::locate(session_id, keyspace().buckets)?;
+    // NOTOUCH only reads; a GET may write activity (and its change entry).
+    let caller = Caller::of(ctx);
+    if touch {
+        caller.require_session(&address, KeyAccess::Write)?;
+        caller.require_change_stream(address.bucket)?;
+    } else {
+        caller.require_session(&address, KeyAccess::Read)?;
+    }
     let reply = Reply::new(ctx);
     let found = if touch {
         with_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))?

@@ -1,5 +1,6 @@
 //! `QSESS.PEEK sid`: the record without counting as activity. Read-only, so it works on replicas.
 
+use crate::access::{Caller, KeyAccess};
 use crate::commands::get::without_activity;
 use crate::effects::Effects;
 use crate::error::CommandError;
@@ -14,6 +15,7 @@ pub(crate) fn peek(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Com
     };
     let effects = Effects::new(ctx)?;
     let address = session_id::locate(session_id, keyspace().buckets)?;
+    Caller::of(ctx).require_session(&address, KeyAccess::Read)?;
     let reply = Reply::new(ctx);
     if !without_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))? {
         reply.null()?;

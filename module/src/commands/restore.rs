@@ -6,10 +6,12 @@
 //! and leaves a not-found marker that answers further misses for `qsess.negative-cache-ms`. No change record is written: the
 //! mirror is where the record came from. Replies RESTORED, NOTFOUND, REVOKED, STALE or EXPIRED.
 
+use crate::access::{Caller, KeyAccess};
 use crate::blocking;
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::info::COUNTERS;
+use crate::limits::{MAX_TIMEOUT_MS, MAX_VERSION};
 use crate::miss_tracker;
 use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
@@ -22,11 +24,14 @@ pub(crate) fn restore(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, 
     let [_, bucket, handle, payload] = arguments else {
         return Err(CommandError::WrongArity("qsess.restore"));
     };
+    let caller = Caller::of(ctx);
+    caller.require_loader_role()?;
     let buckets = keyspace().buckets;
     let bucket = parse_integer(bucket, "bucket", 0, u64::from(buckets.count() - 1))? as u32;
     let handle = Handle::parse(handle)?;
     let effects = Effects::new(ctx)?;
     let address = SessionAddress { bucket, handle };
+    caller.require_session(&address, KeyAccess::Write)?;
     let names = &keyspace().names;
     let outcome = if payload.eq_ignore_ascii_case(b"NOTFOUND") {
         Outcome::NotFound
@@ -82,6 +87,7 @@ impl Outcome {
 fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8]) -> Result<Outcome, CommandError> {
     let ctx = effects.ctx;
     let record = SessionRecord::decode(payload).map_err(CommandError::BadRestorePayload)?;
+    check_ranges(&record, effects.now_ms)?;
     let Some(expires_ms) = record.expires_ms().filter(|expires_ms| *expires_ms > effects.now_ms) else {
         return Ok(Outcome::Expired);
     };
@@ -118,4 +124,28 @@ fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8
         effects.index_add(index, &address.handle, expires_ms)?;
     }
     Ok(Outcome::Restored)
+}
+
+/// A restored record is written as given, so everything the module derives from it (expiry times it
+/// replicates as `PXAT`, index scores, `version + 1`) must be in range before the first write: an
+/// out-of-range time would make an immortal key, or one a replica refuses.
+fn check_ranges(record: &SessionRecord<'_>, now_ms: u64) -> Result<(), CommandError> {
+    let latest_ms = now_ms.saturating_add(MAX_TIMEOUT_MS);
+    if record.version == 0 || record.version > MAX_VERSION {
+        return Err(CommandError::RestoreOutOfRange("version"));
+    }
+    if record.idle_ms > MAX_TIMEOUT_MS {
+        return Err(CommandError::RestoreOutOfRange("idle timeout"));
+    }
+    let times = [
+        ("creation time", record.created_ms),
+        ("update time", record.updated_ms),
+        ("last activity", record.seen_ms),
+        ("absolute deadline", record.absolute_deadline_ms),
+        ("expiry", record.expires_ms().unwrap_or(0)),
+    ];
+    match times.into_iter().find(|(_, time_ms)| *time_ms > latest_ms) {
+        Some((what, _)) => Err(CommandError::RestoreOutOfRange(what)),
+        None => Ok(()),
+    }
 }

@@ -2,6 +2,7 @@
 //! session the mirror holds for this user; wakes the `QSESS.BYUSER` calls waiting for them and lets
 //! further ones answer from Redis for `qsess.negative-cache-ms`.
 
+use crate::access::{Caller, KeyAccess};
 use crate::blocking;
 use crate::effects::Effects;
 use crate::error::CommandError;
@@ -16,6 +17,8 @@ pub(crate) fn restoreuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisVal
     let [_, bucket, user_id] = arguments else {
         return Err(CommandError::WrongArity("qsess.restoreuser"));
     };
+    let caller = Caller::of(ctx);
+    caller.require_loader_role()?;
     let buckets = keyspace().buckets;
     let bucket = parse_integer(bucket, "bucket", 0, u64::from(buckets.count() - 1))? as u32;
     validate_user_id(user_id)?;
@@ -26,6 +29,7 @@ pub(crate) fn restoreuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisVal
     let effects = Effects::new(ctx)?;
     let names = &keyspace().names;
     let marker = names.user_loaded(bucket, user_id);
+    caller.require(&marker, KeyAccess::Write)?;
     let ttl_ms = effects.settings.negative_cache_ms.max(MIN_MARKER_TTL_MS);
     effects.write_marker(&marker, effects.now_ms + ttl_ms)?;
     blocking::signal_key_ready(ctx, &marker)?;

@@ -1,6 +1,7 @@
 //! `QSESS.REVOKE uid handle [handle ...]`: end chosen sessions of a user by handle ("log out that
 //! device"). Handles that are not the user's are ignored. Replies how many were ended.
 
+use crate::access::{Caller, KeyAccess};
 use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
 use crate::error::CommandError;
@@ -18,10 +19,16 @@ pub(crate) fn revoke(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
     if handles.is_empty() {
         return Err(CommandError::WrongArity("qsess.revoke"));
     }
+    if handles.len() > crate::limits::MAX_IDS_PER_CALL {
+        return Err(CommandError::TooManyIds { command: "QSESS.REVOKE", max: crate::limits::MAX_IDS_PER_CALL });
+    }
     validate_user_id(user_id)?;
     let handles = handles.iter().map(|handle| Handle::parse(handle)).collect::<Result<Vec<_>, _>>()?;
     let effects = Effects::new(ctx)?;
     let bucket = keyspace().buckets.of_user(user_id);
+    let caller = Caller::of(ctx);
+    caller.require_user(user_id, KeyAccess::Write)?;
+    caller.require_change_stream(bucket)?;
     let index = session_lookup::open_index_writable(ctx, bucket, user_id)?;
     let mut owned = Vec::new();
     let mut stale = Vec::new();

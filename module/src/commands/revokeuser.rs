@@ -1,9 +1,10 @@
 //! `QSESS.REVOKEUSER uid [EXCEPT sid]`: end all of a user's sessions ("log out everywhere"), or all but
 //! the current one ("log out other devices"). Replies how many were ended.
 
+use crate::access::{Caller, KeyAccess};
 use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
-use crate::error::{quote_input, CommandError};
+use crate::error::CommandError;
 use crate::redis_key::{KeyKind, RedisKey};
 use crate::session_id::{self, SessionAddress};
 use crate::session_lookup;
@@ -17,11 +18,7 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
         [_, user_id] => (*user_id, None),
         [_, user_id, option, session_id] if option.eq_ignore_ascii_case(b"EXCEPT") => (*user_id, Some(*session_id)),
         [_, _, option, ..] if !option.eq_ignore_ascii_case(b"EXCEPT") => {
-            return Err(CommandError::UnknownOption {
-                command: "QSESS.REVOKEUSER",
-                option: quote_input(option, 64),
-                accepted: "EXCEPT",
-            })
+            return Err(CommandError::UnknownOption { command: "QSESS.REVOKEUSER", accepted: "EXCEPT" })
         }
         _ => return Err(CommandError::WrongArity("qsess.revokeuser")),
     };
@@ -30,7 +27,13 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
     let except = except.map(|session_id| session_id::locate(session_id, keyspace.buckets)).transpose()?;
     let effects = Effects::new(ctx)?;
     let bucket = keyspace.buckets.of_user(user_id);
+    let caller = Caller::of(ctx);
+    caller.require_user(user_id, KeyAccess::Write)?;
+    caller.require_change_stream(bucket)?;
     let index = session_lookup::open_index_writable(ctx, bucket, user_id)?;
+    // Checked before any session ends: a foreign value there must refuse the whole command.
+    let revocation_key = RedisKey::open_writable(ctx, &keyspace.names.user_revocation(bucket, user_id))?;
+    revocation_key.require_kind(KeyKind::String)?;
     let members = index.sorted_set_range(f64::NEG_INFINITY, f64::INFINITY)?;
     let mut sessions = SessionsToEnd::new(&effects).with_index(bucket, user_id, index);
     let mut stale = Vec::new();
@@ -52,7 +55,7 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
         sessions.remove_from_index(bucket, user_id, handle)?;
     }
     let ended = sessions.end_all(DeleteReason::Revoke)?;
-    record_user_revocation(&effects, bucket, user_id, except.map(|except| except.handle))?;
+    record_user_revocation(&effects, &revocation_key, bucket, user_id, except.map(|except| except.handle))?;
     Ok(RedisValue::Integer(ended as i64))
 }
 
@@ -61,16 +64,15 @@ pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValu
 /// Kept as long as tombstones: long enough to outlast the mirror's lag.
 fn record_user_revocation(
     effects: &Effects<'_>,
+    key: &RedisKey<'_>,
     bucket: u32,
     user_id: &[u8],
     except: Option<Handle>,
 ) -> Result<(), CommandError> {
     let revocation = UserRevocation { user: user_id, at_ms: effects.now_ms, except };
-    let key = RedisKey::open_writable(effects.ctx, &keyspace().names.user_revocation(bucket, user_id))?;
-    key.require_kind(KeyKind::String)?;
     let stream = session_lookup::open_stream_writable(effects.ctx, bucket)?;
     let value = revocation_value(&revocation);
-    effects.write_value(&key, &value, effects.now_ms + effects.settings.tombstone_ttl_ms)?;
+    effects.write_value(key, &value, effects.now_ms + effects.settings.tombstone_ttl_ms)?;
     let fields = revocation.fields();
     let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
     effects.append_fields(&stream, &pairs)?;

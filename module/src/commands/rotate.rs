@@ -3,6 +3,7 @@
 //! Data, owner and creation time move to the new id; the old id is dead at once and tombstoned.
 //! Replies the new version, or nil when the old session does not exist.
 
+use crate::access::{Caller, KeyAccess};
 use crate::effects::{Effects, EndingSession};
 use crate::error::CommandError;
 use crate::info::COUNTERS;
@@ -28,6 +29,10 @@ pub(crate) fn rotate(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
         return Err(CommandError::WrongBucket { session_bucket: new_address.bucket, user_bucket: old_address.bucket });
     }
     let bucket = old_address.bucket;
+    let caller = Caller::of(ctx);
+    caller.require_session(&old_address, KeyAccess::Write)?;
+    caller.require_session(&new_address, KeyAccess::Write)?;
+    caller.require_change_stream(bucket)?;
     let old_key = session_lookup::open_session_writable(ctx, &old_address)?;
     let new_key = session_lookup::open_session_writable(ctx, &new_address)?;
     let (encoded, version, expires_ms, user) = {

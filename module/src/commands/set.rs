@@ -2,6 +2,7 @@
 //!
 //! Creates or updates a session; replies its new version, or nil when `NX`/`XX` did not hold.
 
+use crate::access::{Caller, KeyAccess};
 use crate::effects::{Effects, EndingSession};
 use crate::error::CommandError;
 use crate::geo;
@@ -9,7 +10,7 @@ use crate::info::COUNTERS;
 use crate::redis_key::RedisKey;
 use crate::session_id::{self, SessionAddress};
 use crate::session_lookup::{self, live_record};
-use crate::session_options::{self, Condition, OptionsFor, SessionOptions};
+use crate::session_options::{self, Condition, OptionsFor, Owner, SessionOptions};
 use crate::session_update::{self, Found};
 use crate::settings::keyspace;
 use qsess_record::{ChangeRecord, DeleteReason, Handle};
@@ -37,6 +38,12 @@ pub(crate) fn write_session(
 ) -> Result<Option<u64>, CommandError> {
     let ctx = effects.ctx;
     let buckets = keyspace().buckets;
+    let caller = Caller::of(ctx);
+    caller.require_session(address, KeyAccess::Write)?;
+    if let Some(Owner::User(user_id)) = options.owner {
+        caller.require_user(user_id, KeyAccess::Write)?;
+    }
+    caller.require_change_stream(address.bucket)?;
     let session_key = session_lookup::open_session_writable(ctx, address)?;
 
     // Everything that borrows the stored record lives in this block, which ends before the record
@@ -90,6 +97,13 @@ pub(crate) fn write_session(
         }
         _ => None,
     };
+    if let Some(new_index) = &new_index {
+        let joins_the_index = created || old_user != new_user;
+        let limited_within_cap = options.limit.is_some_and(|limit| limit <= effects.settings.max_sessions_per_user);
+        if joins_the_index && !limited_within_cap {
+            require_room_for_one_more(effects, new_index)?;
+        }
+    }
     let stream = session_lookup::open_stream_writable(ctx, address.bucket)?;
     let others = match (options.limit, &new_index) {
         (Some(_), Some(index)) => {
@@ -99,6 +113,10 @@ pub(crate) fn write_session(
         _ => Vec::new(),
     };
 
+    // The change entry goes first: appending is the only write that can still fail (a stream whose
+    // ids ran out), and a failure then leaves nothing written.
+    let change = ChangeRecord::Set { handle: address.handle, user: new_user.as_deref(), version, record: &encoded };
+    effects.append_change(&stream, &change)?;
     effects.write_record(&session_key, &encoded, expires_ms)?;
     if let Some(old_index) = &old_index {
         effects.index_remove(old_index, &address.handle)?;
@@ -106,8 +124,6 @@ pub(crate) fn write_session(
     if let Some(new_index) = &new_index {
         effects.index_add(new_index, &address.handle, expires_ms)?;
     }
-    let change = ChangeRecord::Set { handle: address.handle, user: new_user.as_deref(), version, record: &encoded };
-    effects.append_change(&stream, &change)?;
     if let (Some(limit), Some(index)) = (options.limit, &new_index) {
         enforce_limit(effects, address.bucket, others, limit, index, &stream)?;
     }
@@ -117,6 +133,21 @@ pub(crate) fn write_session(
         COUNTERS.updated.increment();
     }
     Ok(Some(version))
+}
+
+/// Refuses a session that would take its owner past `qsess.max-sessions-per-user`: every command over
+/// one user's sessions costs time in proportion to their number, and Redis has one thread. The index
+/// may still list expired members, so only when its size reaches the cap are the live ones counted.
+fn require_room_for_one_more(effects: &Effects<'_>, index: &RedisKey<'_>) -> Result<(), CommandError> {
+    let limit = effects.settings.max_sessions_per_user;
+    if (index.length()? as u64) < limit {
+        return Ok(());
+    }
+    let live = index.sorted_set_range(effects.now_ms as f64 + 1.0, f64::INFINITY)?.len() as u64;
+    if live >= limit {
+        return Err(CommandError::TooManySessions { limit });
+    }
+    Ok(())
 }
 
 /// Another session in the owner's index: its creation time, or `None` if its record is gone.

@@ -1,5 +1,6 @@
 //! `QSESS.TOUCH sid`: activity without reading; replies 1 if the session is live, else 0.
 
+use crate::access::{Caller, KeyAccess};
 use crate::commands::get::with_activity;
 use crate::effects::Effects;
 use crate::error::CommandError;
@@ -13,6 +14,9 @@ pub(crate) fn touch(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Co
     };
     let effects = Effects::new(ctx)?;
     let address = session_id::locate(session_id, keyspace().buckets)?;
+    let caller = Caller::of(ctx);
+    caller.require_session(&address, KeyAccess::Write)?;
+    caller.require_change_stream(address.bucket)?;
     let live = with_activity(&effects, &address, |_| Ok(()))?;
     Ok(RedisValue::Integer(i64::from(live)))
 }
