@@ -8,6 +8,8 @@
 
 mod access;
 mod allocator;
+#[cfg(test)]
+mod argument_properties;
 mod blocking;
 mod bucket;
 mod client_ip;

@@ -51,6 +51,9 @@ pub struct Rejection {
     pub version: Option<i64>,
     pub error: String,
     pub fields: Vec<u8>,
+    /// When the session would expire, as the change says: the purge erases `fields` (which may hold
+    /// the session's data) `--purge-grace` after it, as it deletes the session's row.
+    pub session_expires_at: Option<DateTime<Utc>>,
 }
 
 /// `QSESS.REVOKEUSER`: every session of the user created at or before `at`, except one, is over.
@@ -104,6 +107,11 @@ impl FoldedBatch {
                     .find(|entry| entry.stream == stream && entry.id == entry_id)
                     .map(StreamEntry::fields_as_bytes)
                     .unwrap_or_default(),
+                session_expires_at: change
+                    .upsert
+                    .as_ref()
+                    .map(|row| row.expires_at)
+                    .or(change.touch.as_ref().map(|touch| touch.expires_at)),
             })
             .collect()
     }
@@ -262,7 +270,18 @@ fn rejection(entry: &StreamEntry, change: Option<&ChangeRecord<'_>>, error: Stri
         version: change.and_then(|change| i64::try_from(change.version()).ok()),
         error,
         fields: entry.fields_as_bytes(),
+        session_expires_at: change.and_then(session_expiry),
     }
+}
+
+/// When the session a change concerns would expire, if the change says and can be read.
+fn session_expiry(change: &ChangeRecord<'_>) -> Option<DateTime<Utc>> {
+    let expires_ms = match change {
+        ChangeRecord::Set { record, .. } => SessionRecord::decode(record).ok()?.expires_ms()?,
+        ChangeRecord::Touch { expires_ms, .. } => *expires_ms,
+        ChangeRecord::Delete { .. } => return None,
+    };
+    session_row::timestamp(expires_ms, "expires").ok()
 }
 
 #[cfg(test)]
@@ -319,6 +338,29 @@ mod tests {
         let row = batch.changes[0].upsert.as_ref().unwrap();
         assert_eq!((row.version, row.expires_at.timestamp_millis()), (2, (T0 + 99) as i64));
         assert_eq!(batch.changes[0].touch, None);
+    }
+
+    #[test]
+    fn a_rejection_says_when_its_session_expires_if_the_change_does() {
+        let bytes = record(2, b"secret");
+        let handle = Handle::from_session_id(b"s1");
+        // The record says version 2 but the entry says 3: refused, yet its expiry is known.
+        let mismatched = set(0, b"s1", 3, &bytes);
+        let unreadable = set(1, b"s2", 1, b"\x01garbage");
+        // A touch whose activity time no timestamp can hold.
+        let touch =
+            entry(2, ChangeRecord::Touch { handle, user: None, version: 4, seen_ms: u64::MAX, expires_ms: T0 + 7 });
+        let batch = FoldedBatch::fold([mismatched, unreadable, touch]);
+        let expiries: Vec<Option<i64>> = batch
+            .rejections
+            .iter()
+            .map(|rejection| rejection.session_expires_at.map(|at| at.timestamp_millis()))
+            .collect();
+        assert_eq!(expiries, [Some((T0 + 60_000) as i64), None, Some((T0 + 7) as i64)], "{:?}", batch.rejections);
+        // A change Postgres refuses carries its row's expiry.
+        let accepted = FoldedBatch::fold([set(0, b"s3", 1, &record(1, b"x"))]);
+        let refused = accepted.rejections_of(&accepted.changes[0], "refused");
+        assert_eq!(refused[0].session_expires_at.map(|at| at.timestamp_millis()), Some((T0 + 60_000) as i64));
     }
 
     #[test]

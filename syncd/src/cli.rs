@@ -35,8 +35,10 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, Args)]
 pub struct RedisArgs {
-    /// Redis URL of the server with the qsess module, e.g. redis://127.0.0.1:6379/0.
-    #[arg(long, env = "QSESS_REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    /// Redis URL of the server with the qsess module, e.g. redis://127.0.0.1:6379/0 or
+    /// redis://user:password@host:6379/0.
+    // hide_env_values: the URL may hold a password, and --help would print the variable's value.
+    #[arg(long, env = "QSESS_REDIS_URL", default_value = "redis://127.0.0.1:6379/", hide_env_values = true)]
     pub redis_url: String,
 }
 
@@ -61,6 +63,10 @@ pub struct RunArgs {
     /// How long after expiry a row is purged, e.g. 1h; must exceed any mirror lag worth surviving.
     #[arg(long, env = "QSESS_PURGE_GRACE", default_value = "1h", value_parser = parse_duration)]
     pub purge_grace: Duration,
+    /// How long a refused change stays in qsess.rejected_changes, e.g. 7d; its payload (which may hold
+    /// session data) is erased sooner, --purge-grace after the session would have expired.
+    #[arg(long, env = "QSESS_REJECTED_RETENTION", default_value = "7d", value_parser = parse_duration)]
+    pub rejected_retention: Duration,
     /// Consumer group on the change streams.
     #[arg(long, env = "QSESS_GROUP", default_value = RunConfig::DEFAULT_GROUP)]
     pub group: String,
@@ -89,7 +95,12 @@ impl RunArgs {
             group: self.group,
             consumer: self.consumer,
             batch: BatchConfig { max_changes: self.batch_size, max_wait: self.batch_wait },
-            purge: PurgeConfig { interval: self.purge_interval, grace: self.purge_grace, ..PurgeConfig::default() },
+            purge: PurgeConfig {
+                interval: self.purge_interval,
+                grace: self.purge_grace,
+                rejected_retention: self.rejected_retention,
+                ..PurgeConfig::default()
+            },
             retry: RetryConfig::default(),
             migrate: !self.skip_migrations,
         };
@@ -126,8 +137,24 @@ mod tests {
         let config = arguments.into_config().unwrap();
         assert_eq!(config.batch.max_wait, Duration::from_millis(5));
         assert_eq!(config.purge.grace, Duration::from_secs(7200));
+        assert_eq!(config.purge.rejected_retention, PurgeConfig::DEFAULT_REJECTED_RETENTION);
         assert_eq!(config.consumer, "syncd");
         assert!(config.migrate);
+    }
+
+    #[test]
+    fn help_never_shows_the_urls_from_the_environment() {
+        use clap::CommandFactory;
+        let secret = "hunter2-redis-pw";
+        std::env::set_var("QSESS_REDIS_URL", format!("redis://syncd:{secret}@127.0.0.1:7000/"));
+        std::env::set_var("QSESS_DATABASE_URL", format!("postgres://qsess:{secret}@127.0.0.1/db"));
+        let mut command = Cli::command();
+        let run = command.find_subcommand_mut("run").unwrap();
+        let help = run.render_long_help().to_string();
+        std::env::remove_var("QSESS_REDIS_URL");
+        std::env::remove_var("QSESS_DATABASE_URL");
+        assert!(help.contains("QSESS_REDIS_URL"), "{help}");
+        assert!(!help.contains(secret), "{help}");
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct PurgeConfig {
     pub grace: Duration,
     /// Rows deleted per statement, so the purge never holds long locks.
     pub batch_rows: i64,
+    /// How long a refused change (`qsess.rejected_changes`) is kept after it was refused. Its payload,
+    /// which may hold session data, goes sooner: `grace` after the session would have expired.
+    pub rejected_retention: Duration,
 }
 
 impl PurgeConfig {
@@ -46,6 +49,10 @@ impl PurgeConfig {
     /// lag worth surviving (a Postgres outage) so a session alive in Redis is never purged.
     pub const DEFAULT_GRACE: Duration = Duration::from_secs(3600);
     pub const DEFAULT_BATCH_ROWS: i64 = 5_000;
+    /// Seven days: a refused change is a bug or a version mismatch someone should look at; a week
+    /// covers a weekend and a holiday before the evidence (without the session's data, erased by then
+    /// unless the session still lives) is gone.
+    pub const DEFAULT_REJECTED_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 }
 
 impl Default for PurgeConfig {
@@ -54,6 +61,7 @@ impl Default for PurgeConfig {
             interval: Self::DEFAULT_INTERVAL,
             grace: Self::DEFAULT_GRACE,
             batch_rows: Self::DEFAULT_BATCH_ROWS,
+            rejected_retention: Self::DEFAULT_REJECTED_RETENTION,
         }
     }
 }
@@ -78,8 +86,8 @@ impl Default for RetryConfig {
     }
 }
 
-/// Everything `run` needs.
-#[derive(Debug, Clone)]
+/// Everything `run` needs. Its `Debug` shows the URLs with their passwords masked.
+#[derive(Clone)]
 pub struct RunConfig {
     pub redis_url: String,
     pub database_url: String,
@@ -93,6 +101,64 @@ pub struct RunConfig {
     pub retry: RetryConfig,
     /// Apply migrations before starting.
     pub migrate: bool,
+}
+
+impl std::fmt::Debug for RunConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("RunConfig")
+            .field("redis_url", &redact_url(&self.redis_url))
+            .field("database_url", &redact_url(&self.database_url))
+            .field("metrics_addr", &self.metrics_addr)
+            .field("group", &self.group)
+            .field("consumer", &self.consumer)
+            .field("batch", &self.batch)
+            .field("purge", &self.purge)
+            .field("retry", &self.retry)
+            .field("migrate", &self.migrate)
+            .finish()
+    }
+}
+
+/// What replaces a password in a URL that is shown.
+const MASK: &str = "***";
+
+/// A URL fit for a log line or an error: the password of `user:password@` and any `password=`
+/// (Postgres) or `pass=` (redis-rs, unix sockets) query parameter replaced by `***`. The user name, host, port and database stay, since they are
+/// what an operator needs to see which server was meant.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:{MASK}@{host}"),
+            None => format!("{user_info}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if ["password", "pass"].iter().any(|secret| name.eq_ignore_ascii_case(secret)) => {
+                        format!("{name}={MASK}")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{tail}"),
+        None => format!("{authority}{tail}"),
+    }
 }
 
 impl RunConfig {
@@ -128,6 +194,9 @@ impl RunConfig {
         if self.purge.interval.is_zero() {
             return Err(Error::Config("purge interval must be longer than 0".to_owned()));
         }
+        if self.purge.rejected_retention.is_zero() {
+            return Err(Error::Config("rejected-change retention must be longer than 0, e.g. 7d".to_owned()));
+        }
         if self.retry.initial.is_zero() || self.retry.max < self.retry.initial {
             return Err(Error::Config("retry backoff must start above 0 and not exceed its maximum".to_owned()));
         }
@@ -159,6 +228,28 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         RunConfig::new("redis://127.0.0.1:6380/", "postgres://postgres@127.0.0.1/qsess").validate().unwrap();
+    }
+
+    #[test]
+    fn redacted_urls_keep_everything_but_the_password() {
+        let cases = [
+            ("redis://syncd:pw@127.0.0.1:6380/0", "redis://syncd:***@127.0.0.1:6380/0"),
+            ("redis://:pw@127.0.0.1/", "redis://:***@127.0.0.1/"),
+            ("rediss://user:p@ss:w@rd@host", "rediss://user:***@host"),
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            ("postgres://qsess@db/app", "postgres://qsess@db/app"),
+            (
+                "postgres://db/app?user=q&password=pw&sslmode=require",
+                "postgres://db/app?user=q&password=***&sslmode=require",
+            ),
+            ("unix:///run/redis.sock?user=u&pass=x", "unix:///run/redis.sock?user=u&pass=***"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        let config = RunConfig::new("redis://u:redis-secret@h/", "postgres://u:pg-secret@h/db");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("secret") && debug.contains("u:***@h"), "{debug}");
     }
 
     #[test]

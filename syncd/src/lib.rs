@@ -65,7 +65,12 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
         config.retry.clone(),
         receiver.clone(),
     ));
-    tracing::info!(group = %config.group, consumer = %config.consumer, "mirroring change streams");
+    tracing::info!(
+        redis = %config::redact_url(&config.redis_url),
+        group = %config.group,
+        consumer = %config.consumer,
+        "mirroring change streams"
+    );
     let outcome = mirror_loop::run(&config, receiver).await;
     trigger.request();
     signal_task.abort();
@@ -104,16 +109,16 @@ async fn purge_periodically(config: RunConfig, mut shutdown: Shutdown) {
         }
         let purged = async {
             let client = mirror_sink::connect(&config.database_url).await?;
-            purge::purge_expired(&client, &config.purge).await
+            purge::purge(&client, &config.purge).await
         };
         if let Err(error) = purged.await {
-            tracing::warn!(error = %crate::error::chain(&error), "purging expired sessions failed; will try again");
+            tracing::warn!(error = %crate::error::chain(&error), "purging expired sessions and refused changes failed; will try again");
         }
     }
 }
 
 async fn measure_backlog(config: RunConfig, mut shutdown: Shutdown) {
-    let Ok(client) = redis::Client::open(config.redis_url.as_str()) else { return };
+    let Ok(client) = stream_source::open_client(config.redis_url.as_str()) else { return };
     let mut connection = None;
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -32,7 +32,7 @@ const READ_AHEAD_BATCHES: usize = 2;
 pub const COMMIT_CONNECTIONS: usize = 2;
 
 pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
-    let client = redis::Client::open(config.redis_url.as_str())?;
+    let client = crate::stream_source::open_client(config.redis_url.as_str())?;
     let (batches, mut read_batches) = mpsc::channel::<ReadBatch>(READ_AHEAD_BATCHES);
     let reader = tokio::spawn(read_continuously(
         config.clone(),

@@ -50,8 +50,8 @@ update qsess.sessions set ended_at = $2, end_reason = 'revoke', data = '\\x'
 where user_id = $1 and ended_at is null and last_seen < $2 and handle is distinct from $3";
 
 const RECORD_REJECTION: &str = "
-insert into qsess.rejected_changes (stream, entry_id, handle, op, version, error, fields)
-values ($1, $2, $3, $4, $5, $6, $7)";
+insert into qsess.rejected_changes (stream, entry_id, handle, op, version, error, fields, session_expires_at)
+values ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// What a successful apply did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -233,6 +233,7 @@ async fn record_rejections(
                     &rejection.version,
                     &rejection.error,
                     &rejection.fields,
+                    &rejection.session_expires_at,
                 ],
             )
             .await?;

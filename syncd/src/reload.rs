@@ -4,6 +4,11 @@
 //! bucket's miss stream, looks a batch of them up with one `SELECT ... WHERE handle = any($1)`, and
 //! answers each with `QSESS.RESTORE` in one pipeline. Ended and expired rows are never restored, and
 //! the module refuses revoked ids and older versions on its own.
+//!
+//! Only a lost connection stops it: a malformed `reload-user` message, a row the module refuses or a
+//! user Postgres cannot look up is counted in `qsess_syncd_reload_refused_total{reason}`, logged
+//! (rate-limited, never with an id) and skipped, and every pipeline reply is read on its own, so one
+//! refusal neither hides the others' answers nor restarts the loader.
 
 use crate::config::RetryConfig;
 use crate::error::Error;
@@ -23,6 +28,8 @@ use std::time::{Duration, Instant};
 /// within three seconds, and a live one renews three times per lease.
 const LEASE: Duration = Duration::from_secs(3);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// How long the loader must hold the lease before its reconnect backoff starts afresh.
+const HEALTHY_AFTER: Duration = LEASE;
 /// How long one read of the miss streams waits.
 const READ_BLOCK: Duration = Duration::from_millis(100);
 /// Most misses answered with one query.
@@ -48,40 +55,161 @@ select s.handle, s.user_id, s.data, s.ip, s.user_agent, s.location, s.country,
 from qsess.sessions as s
 where s.user_id = $1 and s.ended_at is null and s.expires_at > now()";
 
+/// The longest user id the module accepts (`MAX_USER_ID_BYTES` in the module): a longer one in a
+/// request cannot name a user, so it is refused before Postgres is asked.
+const MAX_USER_ID_BYTES: usize = 256;
+/// How often a refusal of the same kind is logged as a warning; in between they are counted (the
+/// metric counts every one) and logged at debug, so a flood of bad messages cannot flood the log.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Why the loader skipped a request or a restore, the `reason` label of
+/// `qsess_syncd_reload_refused_total`. None of them stops the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// A `reload-user` message that is not `<bucket> <uid>` with a bucket the server has and a
+    /// non-empty UTF-8 uid of at most 256 bytes without NUL.
+    MalformedRequest,
+    /// Postgres refused the lookup of a requested user for good (not a lost connection).
+    QueryRefused,
+    /// A mirrored row that cannot be turned into a record.
+    UnrestorableRow,
+    /// The module answered `QSESS.RESTORE` with an error.
+    RestoreRefused,
+    /// The module answered `QSESS.RESTOREUSER` with an error.
+    RestoreUserRefused,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::MalformedRequest => "malformed_request",
+            Refusal::QueryRefused => "query_refused",
+            Refusal::UnrestorableRow => "unrestorable_row",
+            Refusal::RestoreRefused => "restore_refused",
+            Refusal::RestoreUserRefused => "restoreuser_refused",
+        }
+    }
+}
+
+/// Counts every refusal and logs it, as a warning at most once per [`WARN_EVERY`] per reason.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// Per reason: when it was last logged as a warning, and how many came since.
+    last_warned: HashMap<Refusal, (Option<Instant>, u64)>,
+}
+
+impl Refusals {
+    /// `detail` must never hold a session id or a user id: it says what was wrong, not with what.
+    fn record(&mut self, refusal: Refusal, detail: &str) {
+        metrics::counter!("qsess_syncd_reload_refused_total", "reason" => refusal.label()).increment(1);
+        let now = Instant::now();
+        let entry = self.last_warned.entry(refusal).or_insert((None, 0));
+        entry.1 += 1;
+        if entry.0.is_none_or(|warned| now.duration_since(warned) >= WARN_EVERY) {
+            tracing::warn!(
+                reason = refusal.label(),
+                count = entry.1,
+                detail,
+                "the loader skipped a request it cannot answer; it carries on"
+            );
+            *entry = (Some(now), 0);
+        } else {
+            tracing::debug!(reason = refusal.label(), detail, "the loader skipped a request it cannot answer");
+        }
+    }
+}
+
+/// A `reload-user` payload, `<bucket> <uid>`, checked against what the module and the mirror accept.
+pub fn parse_user_request(payload: &[u8], buckets: u32) -> Result<(u32, &str), &'static str> {
+    let Some(space) = payload.iter().position(|&byte| byte == b' ') else {
+        return Err("expected \"<bucket> <uid>\"");
+    };
+    let (bucket, user_id) = (&payload[..space], &payload[space + 1..]);
+    let bucket = std::str::from_utf8(bucket)
+        .ok()
+        .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+        .and_then(|text| text.parse::<u32>().ok())
+        .ok_or("expected a decimal bucket number before the space")?;
+    if bucket >= buckets {
+        return Err("the bucket is not one the server has");
+    }
+    if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
+        return Err("expected a uid of 1 to 256 bytes");
+    }
+    // The mirror keeps uids as Postgres text: UTF-8 without NUL, so nothing else can be found there.
+    let user_id = std::str::from_utf8(user_id).map_err(|_| "expected a UTF-8 uid")?;
+    if user_id.contains('\0') {
+        return Err("expected a uid without NUL");
+    }
+    Ok((bucket, user_id))
+}
+
 /// Answers `QSESS.BYUSER` reload requests (Pub/Sub `<prefix>:reload-user`, "<bucket> <uid>") for as long
 /// as the subscription lives: restores the user's live sessions, then `QSESS.RESTOREUSER` wakes the
 /// waiters. Runs beside the miss loop, which holds the lease only while this subscription is up.
+///
+/// Anyone allowed to publish on the channel can send anything, so a bad message, a row the module
+/// refuses or a uid Postgres refuses is counted and skipped: only a lost connection ends the task.
 async fn answer_user_requests(
     mut pubsub: redis::aio::PubSub,
     mut connection: MultiplexedConnection,
     database_url: String,
+    buckets: u32,
 ) -> Result<(), Error> {
     use futures_util::StreamExt;
     let postgres = mirror_sink::connect(&database_url).await?;
     let select = postgres.prepare(SELECT_USER_SESSIONS).await?;
+    let mut refusals = Refusals::default();
     let mut messages = pubsub.on_message();
     while let Some(message) = messages.next().await {
-        let payload = message.get_payload_bytes();
-        let Some(space) = payload.iter().position(|&byte| byte == b' ') else { continue };
-        let (bucket, user_id) = (&payload[..space], &payload[space + 1..]);
-        let Some(bucket) = std::str::from_utf8(bucket).ok().and_then(|text| text.parse::<u32>().ok()) else { continue };
-        let Ok(user_id) = std::str::from_utf8(user_id) else { continue };
-        let rows = postgres.query(&select, &[&user_id]).await?;
+        let (bucket, user_id) = match parse_user_request(message.get_payload_bytes(), buckets) {
+            Ok(request) => request,
+            Err(detail) => {
+                refusals.record(Refusal::MalformedRequest, detail);
+                continue;
+            }
+        };
+        let rows = match postgres.query(&select, &[&user_id]).await {
+            Ok(rows) => rows,
+            Err(error) if crate::error::postgres_error_is_retryable(&error) => return Err(error.into()),
+            Err(error) => {
+                refusals.record(Refusal::QueryRefused, &crate::error::chain(&error));
+                continue;
+            }
+        };
         let mut pipeline = redis::pipe();
+        // Every command's reply is read on its own: one refusal must not hide the others' outcomes.
+        pipeline.ignore_errors();
+        let mut restores = 0;
         for row in &rows {
             match record_from_row(row) {
                 Ok((handle, record)) => {
-                    pipeline.cmd("QSESS.RESTORE").arg(bucket).arg(handle).arg(record).ignore();
+                    pipeline.cmd("QSESS.RESTORE").arg(bucket).arg(handle).arg(record);
+                    restores += 1;
                 }
-                Err(error) => tracing::warn!(error = %crate::error::chain(&error), "a mirrored row cannot be restored"),
+                Err(error) => refusals.record(Refusal::UnrestorableRow, &crate::error::chain(&error)),
             }
         }
-        pipeline.cmd("QSESS.RESTOREUSER").arg(bucket).arg(user_id).ignore();
-        pipeline.query_async::<()>(&mut connection).await?;
+        pipeline.cmd("QSESS.RESTOREUSER").arg(bucket).arg(user_id);
+        let replies: Vec<Value> = pipeline.query_async(&mut connection).await?;
+        for (index, reply) in replies.iter().enumerate() {
+            if let Value::ServerError(error) = reply {
+                let refusal = if index < restores { Refusal::RestoreRefused } else { Refusal::RestoreUserRefused };
+                refusals.record(refusal, &server_error_text(error));
+            }
+        }
         metrics::counter!("qsess_syncd_user_reloads_total").increment(1);
         tracing::debug!(sessions = rows.len(), "reloaded a user's sessions");
     }
     Err(Error::UnexpectedReply("the reload-user subscription ended".to_owned()))
+}
+
+/// The module's error reply, code and message, for a log line (qsess's errors never echo ids).
+fn server_error_text(error: &redis::ServerError) -> String {
+    match error.details() {
+        Some(details) => format!("{} {details}", error.code()),
+        None => error.code().to_owned(),
+    }
 }
 
 /// Stops the user-request task when the miss loop ends, however it ends.
@@ -94,10 +222,16 @@ impl Drop for AbortOnDrop {
 }
 
 /// Runs the loader until shutdown, reconnecting with backoff; detaches on the way out.
+///
+/// The backoff is capped at [`RENEW_EVERY`] (while no loader is attached every miss answers nil, so
+/// a recovered Redis must get its loader back within a lease), and starts again from its first step
+/// once the loader has held the lease for [`HEALTHY_AFTER`]: otherwise every failure in a long life
+/// would wait longer than the one before.
 pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
-    let mut backoff = Backoff::new(retry.clone());
+    let retry = RetryConfig { max: retry.max.min(RENEW_EVERY).max(retry.initial), ..retry };
+    let mut backoff = Backoff::new(retry);
     while !shutdown.is_requested() {
-        match serve(&redis_url, &database_url, &mut shutdown).await {
+        match serve(&redis_url, &database_url, &mut shutdown, &mut backoff).await {
             Ok(()) => break,
             Err(error) => {
                 metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
@@ -109,15 +243,20 @@ pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mu
         }
     }
     // Detach at once, so clients stop waiting for a loader that is gone.
-    if let Ok(client) = redis::Client::open(redis_url.as_str()) {
+    if let Ok(client) = stream_source::open_client(redis_url.as_str()) {
         if let Ok(mut connection) = stream_source::connect(&client).await {
             let _: Result<(), _> = redis::cmd("QSESS.LOADER").arg(0).query_async(&mut connection).await;
         }
     }
 }
 
-async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> Result<(), Error> {
-    let client = redis::Client::open(redis_url)?;
+async fn serve(
+    redis_url: &str,
+    database_url: &str,
+    shutdown: &mut Shutdown,
+    backoff: &mut Backoff,
+) -> Result<(), Error> {
+    let client = stream_source::open_client(redis_url)?;
     let mut connection = stream_source::connect(&client).await?;
     let layout = Layout::read(&mut connection).await?;
     let keys: Vec<String> = (0..layout.buckets).map(|bucket| layout.miss_stream(bucket)).collect();
@@ -132,9 +271,17 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
     // Subscribe before attaching, so that no BYUSER asks while nobody listens.
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(format!("{}:reload-user", layout.prefix)).await?;
-    let users = AbortOnDrop(tokio::spawn(answer_user_requests(pubsub, connection.clone(), database_url.to_owned())));
+    let users = AbortOnDrop(tokio::spawn(answer_user_requests(
+        pubsub,
+        connection.clone(),
+        database_url.to_owned(),
+        layout.buckets,
+    )));
     attach(&mut connection).await?;
-    let mut renewed = Instant::now();
+    let attached = Instant::now();
+    let mut renewed = attached;
+    let mut healthy = false;
+    let mut refusals = Refusals::default();
     tracing::info!("attached as the loader");
     while !shutdown.is_requested() {
         if users.0.is_finished() {
@@ -143,6 +290,10 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
         if renewed.elapsed() >= RENEW_EVERY {
             attach(&mut connection).await?;
             renewed = Instant::now();
+        }
+        if !healthy && attached.elapsed() >= HEALTHY_AFTER {
+            healthy = true;
+            backoff.reset();
         }
         let misses = read_misses(&mut connection, &keys, &mut last_ids).await?;
         if misses.is_empty() {
@@ -161,6 +312,8 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
             }
         }
         let mut pipeline = redis::pipe();
+        // Every miss is answered on its own: a refused restore must not leave the others waiting.
+        pipeline.ignore_errors();
         for (bucket, handle) in &misses {
             let command = pipeline.cmd("QSESS.RESTORE").arg(*bucket).arg(handle.as_str());
             match found.get(handle.as_str()) {
@@ -169,6 +322,7 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
             };
         }
         let outcomes: Vec<Value> = pipeline.query_async(&mut connection).await?;
+        answer_refused_misses(&mut connection, &misses, &outcomes, &mut refusals).await?;
         let restored = outcomes
             .iter()
             .filter(|outcome| matches!(outcome, Value::SimpleString(text) if text == "RESTORED"))
@@ -178,6 +332,30 @@ async fn serve(redis_url: &str, database_url: &str, shutdown: &mut Shutdown) -> 
             .increment((misses.len() - restored) as u64);
         metrics::histogram!("qsess_syncd_reload_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(misses = misses.len(), restored, "answered misses");
+    }
+    Ok(())
+}
+
+/// Wakes the clients waiting for misses whose restore the module refused (a mirrored record it cannot
+/// take) with a nil answer, instead of leaving them to their timeout.
+async fn answer_refused_misses(
+    connection: &mut MultiplexedConnection,
+    misses: &[(u32, Handle)],
+    outcomes: &[Value],
+    refusals: &mut Refusals,
+) -> Result<(), Error> {
+    let mut pipeline = redis::pipe();
+    pipeline.ignore_errors();
+    let mut refused = 0;
+    for ((bucket, handle), outcome) in misses.iter().zip(outcomes) {
+        if let Value::ServerError(error) = outcome {
+            refusals.record(Refusal::RestoreRefused, &server_error_text(error));
+            pipeline.cmd("QSESS.RESTORE").arg(*bucket).arg(handle.as_str()).arg("NOTFOUND").ignore();
+            refused += 1;
+        }
+    }
+    if refused > 0 {
+        let _: Vec<Value> = pipeline.query_async(connection).await?;
     }
     Ok(())
 }
@@ -267,4 +445,39 @@ fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<u8>), Error
         data: &data,
     };
     Ok((handle, record.encode()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_request_is_a_bucket_and_a_uid() {
+        assert_eq!(parse_user_request(b"0 jane", 1), Ok((0, "jane")));
+        assert_eq!(parse_user_request(b"3 user with spaces", 4), Ok((3, "user with spaces")));
+        let longest = format!("0 {}", "u".repeat(MAX_USER_ID_BYTES));
+        assert!(parse_user_request(longest.as_bytes(), 1).is_ok());
+    }
+
+    #[test]
+    fn malformed_user_requests_say_what_is_expected() {
+        let too_long = format!("0 {}", "u".repeat(MAX_USER_ID_BYTES + 1));
+        let cases: [(&[u8], &str); 10] = [
+            (b"0 ", "uid of 1 to 256 bytes"),
+            (b"0", "<bucket> <uid>"),
+            (b"", "<bucket> <uid>"),
+            (b" jane", "decimal bucket"),
+            (b"-1 jane", "decimal bucket"),
+            (b"+0 jane", "decimal bucket"),
+            (b"99999999999 jane", "decimal bucket"),
+            (b"1 jane", "not one the server has"),
+            (b"0 \xff\xfe", "UTF-8"),
+            (b"0 a\0b", "without NUL"),
+        ];
+        for (payload, expected) in cases {
+            let error = parse_user_request(payload, 1).unwrap_err();
+            assert!(error.contains(expected), "{payload:?}: {error}");
+        }
+        assert!(parse_user_request(too_long.as_bytes(), 1).unwrap_err().contains("1 to 256 bytes"));
+    }
 }

@@ -31,6 +31,11 @@ impl Backoff {
         Duration::from_millis(rand::rng().random_range(millis / 2..=millis))
     }
 
+    /// Starts again from the first delay, after the operation has been healthy for a while.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
     pub fn attempts(&self) -> u32 {
         self.attempt
     }
@@ -56,6 +61,17 @@ mod tests {
         let ceilings: Vec<u128> = (0..6).map(|_| backoff.next_ceiling().as_millis()).collect();
         assert_eq!(ceilings, [50, 100, 200, 300, 300, 300]);
         assert_eq!(backoff.attempts(), 6);
+    }
+
+    #[test]
+    fn a_reset_starts_from_the_first_delay_again() {
+        let mut backoff =
+            Backoff::new(RetryConfig { initial: Duration::from_millis(50), max: Duration::from_millis(300) });
+        for _ in 0..5 {
+            backoff.next_ceiling();
+        }
+        backoff.reset();
+        assert_eq!(backoff.next_ceiling(), Duration::from_millis(50));
     }
 
     #[test]

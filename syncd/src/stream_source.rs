@@ -54,6 +54,16 @@ async fn config_value(connection: &mut MultiplexedConnection, name: &str) -> Res
     }
 }
 
+/// A client for the daemon's Redis that does not send `CLIENT SETINFO` when it connects: that command
+/// exists only from Redis 7.2 on, so granting it would make the daemon's ACL recipe differ by server
+/// version, and without it every connection would leave a denial in `ACL LOG`.
+pub fn open_client(url: &str) -> redis::RedisResult<redis::Client> {
+    use redis::IntoConnectionInfo;
+    let info = url.into_connection_info()?;
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    redis::Client::open(info.set_redis_settings(settings))
+}
+
 /// Opens a multiplexed connection whose reply timeout allows for blocking reads.
 pub async fn connect(client: &redis::Client) -> Result<MultiplexedConnection, Error> {
     let config = AsyncConnectionConfig::new()

@@ -53,7 +53,20 @@ fn describe() {
     metrics::describe_counter!("qsess_syncd_retries_total", "failed operations retried, by target");
     metrics::describe_counter!("qsess_syncd_rejected_changes_total", "changes recorded in qsess.rejected_changes");
     metrics::describe_counter!("qsess_syncd_purged_rows_total", "expired rows purged");
+    metrics::describe_counter!(
+        "qsess_syncd_rejected_payloads_erased_total",
+        "refused changes whose payload was erased, grace after their session expired"
+    );
+    metrics::describe_counter!(
+        "qsess_syncd_purged_rejected_changes_total",
+        "refused changes deleted after the rejected-change retention"
+    );
     metrics::describe_counter!("qsess_syncd_reloads_total", "misses answered, by outcome");
+    metrics::describe_counter!(
+        "qsess_syncd_reload_refused_total",
+        "reload requests and restores the loader skipped, by reason; none stops it"
+    );
+    metrics::describe_counter!("qsess_syncd_user_reloads_total", "reload-user requests answered");
     metrics::describe_histogram!("qsess_syncd_reload_seconds", "time to answer one batch of misses");
     metrics::describe_counter!("qsess_syncd_consumer_groups_created_total", "consumer groups (re)created");
 }

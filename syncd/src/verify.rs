@@ -48,7 +48,7 @@ impl VerifyReport {
 }
 
 pub async fn verify(redis_url: &str, database_url: &str) -> Result<VerifyReport, Error> {
-    let client = redis::Client::open(redis_url)?;
+    let client = stream_source::open_client(redis_url)?;
     let mut connection = stream_source::connect(&client).await?;
     let layout = Layout::read(&mut connection).await?;
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;

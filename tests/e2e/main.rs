@@ -3,6 +3,7 @@
 mod access_control;
 mod byuser;
 mod change_stream;
+mod command_fuzz;
 mod commands_support;
 mod geo_fixtures;
 mod geo_locations;
@@ -38,4 +39,5 @@ mod rotate;
 mod server_support;
 mod session_limit;
 mod set_and_new;
+mod syncd_hardening;
 mod timeouts;
