@@ -153,7 +153,7 @@ pub(crate) fn parse_integer(text: &[u8], what: &'static str, min: u64, max: u64)
         .filter(|text| !text.starts_with('+'))
         .and_then(|text| text.parse::<u64>().ok())
         .filter(|number| (min..=max).contains(number))
-        .ok_or_else(|| CommandError::BadInteger { what, min, max })
+        .ok_or(CommandError::BadInteger { what, min, max })
 }
 
 fn set_once<T>(slot: &mut Option<T>, value: T, name: &'static str) -> Result<(), CommandError> {

@@ -11,6 +11,7 @@ mod geo_mirror;
 mod geo_privacy;
 mod geo_support;
 mod get_peek_touch;
+mod hardening;
 mod harness_selftest;
 mod input_validation;
 mod logout_and_revocation;
