@@ -37,7 +37,7 @@ mod read_through_waiting;
 mod replication;
 mod resp_versions;
 mod rotate;
-mod server_support;
+mod supported_servers;
 mod session_limit;
 mod set_and_new;
 mod syncd_hardening;
