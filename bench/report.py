@@ -176,6 +176,7 @@ def main() -> None:
 
     commands, mirror, read_through, scaling = (read(n) for n in ("commands.md", "mirror.md", "read_through.md",
                                                                   "scaling.md"))
+    django_sessions = read("django_sessions.md")
     c_rows, m_rows, r_rows, s_rows = tables(commands), tables(mirror), tables(read_through), tables(scaling)
 
     def ratio(title: str, pipeline: int):
@@ -323,6 +324,7 @@ def main() -> None:
         ("How cost grows", scaling),
         ("Mirror (qsess-syncd to PostgreSQL)", mirror),
         ("Read-through (QSESS.GET misses restored from PostgreSQL)", read_through),
+        ("Django sessions (through the SessionStore API)", django_sessions),
     ]
     if valkey:
         sections.append(("Commands and memory on Valkey (scripts/bench --server valkey)", valkey))

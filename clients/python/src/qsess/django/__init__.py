@@ -1,0 +1,1 @@
+"""Django integration: the session engine `qsess.django.backend`, middleware, devices, mirror model, admin."""

@@ -1,0 +1,1 @@
+"""`qsess_import`."""

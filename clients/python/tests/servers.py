@@ -1,0 +1,252 @@
+"""Real servers for tests and benchmarks: redis-server with the qsess module, PostgreSQL, qsess-syncd.
+
+Each runs on a free loopback port in a temporary directory and is stopped by its own pid (or, for
+PostgreSQL, `pg_ctl stop` on its own data directory). Binaries come from QSESS_MODULE_PATH,
+QSESS_SYNCD_PATH and QSESS_TEST_REDIS_SERVER (default redis-server); PostgreSQL from
+/usr/lib/postgresql/*/bin or PATH. PostgreSQL refuses to run as root, so as root it runs as the
+`postgres` user.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(check, what: str, timeout: float = 30.0, log: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise RuntimeError(f"{what} did not start in {timeout}s\n{tail}")
+
+
+def _pg_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    if found:
+        return found[-1]
+    path = shutil.which(name)
+    if not path:
+        raise RuntimeError(f"PostgreSQL's {name} not found")
+    return path
+
+
+def _as_postgres(argv: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
+
+
+class Stack:
+    """Starts what is asked for; `stop()` stops only those processes."""
+
+    def __init__(self, *, postgres: bool = True, syncd: bool = True, module: str | None = None):
+        self.dir = Path(tempfile.mkdtemp(prefix="qsess-py-"))
+        self.module = module or os.environ.get("QSESS_MODULE_PATH")
+        self.syncd_bin = os.environ.get("QSESS_SYNCD_PATH")
+        self.redis_bin = os.environ.get("QSESS_TEST_REDIS_SERVER") or "redis-server"
+        self.want_pg = postgres
+        self.want_syncd = syncd and postgres
+        self.redis_port = 0
+        self.pg_port = 0
+        self.redis_proc: subprocess.Popen | None = None
+        self.syncd_proc: subprocess.Popen | None = None
+        self.pg_data: Path | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def database_url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.pg_port}/postgres"
+
+    def start(self) -> Stack:
+        try:
+            self._start_redis()
+            if self.want_pg:
+                self._start_postgres()
+            if self.want_syncd:
+                self._start_syncd()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_redis(self) -> None:
+        if not self.module:
+            raise RuntimeError("set QSESS_MODULE_PATH to the qsess module (libqsess.so)")
+        self.redis_port = free_port()
+        log = self.dir / "redis.log"
+        argv = [
+            self.redis_bin,
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            "--loadmodule",
+            self.module,
+        ]
+        self.redis_proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+
+        def up() -> bool:
+            if self.redis_proc.poll() is not None:
+                raise RuntimeError(f"redis-server exited\n{log.read_text(errors='replace')}")
+            with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+
+        _wait(up, "redis-server", log=log)
+
+    def _start_postgres(self) -> None:
+        self.pg_port = free_port()
+        self.pg_data = self.dir / "pg"
+        log = self.dir / "postgres.log"
+        if os.geteuid() == 0:
+            pw = pwd.getpwnam("postgres")
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.pg_data),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        options = (
+            f"-p {self.pg_port} -k {self.dir} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        subprocess.run(
+            _as_postgres(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(self.pg_data),
+                    "-o",
+                    options,
+                    "-l",
+                    str(log),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def _start_syncd(self) -> None:
+        if not self.syncd_bin:
+            raise RuntimeError("set QSESS_SYNCD_PATH to qsess-syncd")
+        log = self.dir / "syncd.log"
+        subprocess.run(
+            [self.syncd_bin, "migrate", "--database-url", self.database_url],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        env = {**os.environ, "QSESS_LOG": os.environ.get("QSESS_LOG", "warn")}
+        argv = [
+            self.syncd_bin,
+            "run",
+            "--redis-url",
+            f"redis://127.0.0.1:{self.redis_port}/",
+            "--database-url",
+            self.database_url,
+            "--batch-wait",
+            "2ms",
+        ]
+        self.syncd_proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env)
+
+        def attached() -> bool:
+            if self.syncd_proc.poll() is not None:
+                raise RuntimeError(f"qsess-syncd exited\n{log.read_text(errors='replace')}")
+            import redis
+
+            info = redis.Redis(port=self.redis_port).info("qsess")
+            return bool(int(info.get("qsess_loader_attached", 0)))
+
+        _wait(attached, "qsess-syncd", log=log)
+
+    def stop(self) -> None:
+        for proc in (self.syncd_proc, self.redis_proc):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.syncd_proc = self.redis_proc = None
+        if self.pg_data is not None and (self.pg_data / "postmaster.pid").exists():
+            subprocess.run(
+                _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.pg_data), "-m", "immediate", "-w", "stop"]),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        self.pg_data = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logs(self) -> str:
+        out = []
+        for name in ("redis.log", "syncd.log", "postgres.log"):
+            path = self.dir / name
+            if path.exists():
+                out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")
+        return "\n".join(out)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str]) -> int:
+    """`python servers.py [--redis-only] -- command ...`: run a command beside a fresh stack."""
+    redis_only = "--redis-only" in argv
+    command = argv[argv.index("--") + 1 :] if "--" in argv else []
+    with Stack(postgres=not redis_only) as stack:
+        env = {**os.environ, "QSESS_REDIS_URL": stack.redis_url}
+        if not redis_only:
+            env["QSESS_DATABASE_URL"] = stack.database_url
+        result = subprocess.run(command, env=env)
+        if result.returncode:
+            sys.stderr.write(stack.logs() + "\n")
+        return result.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
