@@ -172,11 +172,14 @@ def main() -> None:
     parser.add_argument("--wall-seconds", type=float, default=None)
     parser.add_argument("--build-seconds", type=float, default=None)
     parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--note", default="", help="a sentence about how this run differs from a plain one")
     args = parser.parse_args()
 
     commands, mirror, read_through, scaling = (read(n) for n in ("commands.md", "mirror.md", "read_through.md",
                                                                   "scaling.md"))
     django_sessions = read("django_sessions.md")
+    # Written by hand from separate runs (its text names them), kept beside the run's own parts.
+    allocator_and_acl = read("allocator_and_acl.md")
     c_rows, m_rows, r_rows, s_rows = tables(commands), tables(mirror), tables(read_through), tables(scaling)
 
     def ratio(title: str, pipeline: int):
@@ -296,7 +299,8 @@ def main() -> None:
     lines = [
         "# qsess benchmarks",
         "",
-        f"Every number below comes from one run of `{args.command}`{wall}, on {date}, qsess commit {commit}.",
+        f"Every number below comes from one run of `{args.command}`{wall}, on {date}, qsess commit {commit}."
+        + (f" {args.note}" if args.note else ""),
         "It starts its own redis-server and PostgreSQL on free loopback ports, measures qsess and the "
         "alternatives side by side (A, B, A, B ...) in the same run, and writes this file, "
         "`bench/results/*.md` and the chart.",
@@ -325,6 +329,7 @@ def main() -> None:
         ("Mirror (qsess-syncd to PostgreSQL)", mirror),
         ("Read-through (QSESS.GET misses restored from PostgreSQL)", read_through),
         ("Django sessions (through the SessionStore API)", django_sessions),
+        ("Cost of the allocator fix and of the ACL checks (separate runs)", allocator_and_acl),
     ]
     if valkey:
         sections.append(("Commands and memory on Valkey (scripts/bench --server valkey)", valkey))

@@ -19,6 +19,7 @@ Usage (with the `bench` extra installed: pip install -e "clients/python[django,b
 
 from __future__ import annotations
 
+import itertools
 import os
 import platform
 import statistics
@@ -37,6 +38,7 @@ UA = (
     "Chrome/124.0.0.0 Safari/537.36"
 )
 IP = "198.51.100.23"
+LOGIN_USERS = 2_000  # users the create benchmark logs in, in turn
 TARGETS = {  # operation: (baseline, minimum ratio of qsess to it)
     "create": ("qsessions", 5.0),
     "load (pure-Python parser)": ("django", 1.0),
@@ -147,6 +149,12 @@ def measure(rounds: int, sizes: dict) -> dict:
     makers = stores()
     users = get_user_model()
     user = users.objects.create_user("bench-user")
+    # Logins spread over many users, as on a real site: qsess caps one user's live sessions
+    # (qsess.max-sessions-per-user, 500), and every create here is a new logged-in session.
+    users.objects.bulk_create(users(username=f"bench-login-{n}") for n in range(LOGIN_USERS))
+    login_user_ids = itertools.cycle(
+        users.objects.filter(username__startswith="bench-login-").values_list("pk", flat=True)
+    )
     results: dict[str, dict[str, list[float]]] = {op: {} for op in TARGETS}
     order = list(makers)
     for round_no in range(rounds):
@@ -154,8 +162,8 @@ def measure(rounds: int, sizes: dict) -> dict:
         use_parser(HIREDIS)
         for name in names:
             make = makers[name]
-            create(make, user.pk)  # warm connections
-            ops = rate(lambda make=make: create(make, user.pk), sizes["create"])
+            create(make, next(login_user_ids))  # warm connections
+            ops = rate(lambda make=make: create(make, next(login_user_ids)), sizes["create"])
             results["create"].setdefault(name, []).append(ops)
         for label, parser in (("load (pure-Python parser)", PURE), ("load (hiredis)", HIREDIS)):
             use_parser(parser)
