@@ -113,7 +113,10 @@ def servers_side_by_side(redis_commands: str, valkey_commands: str) -> list[str]
 
 def svg_chart(bars: list[dict]) -> str:
     """A horizontal bar chart of ratios with min–max whiskers, a line at 1.0 and a tick per target."""
-    label_width, plot_width, row_height, top = 330, 480, 26, 50
+    # The labels are right-aligned before the plot: make room for the longest (12 px sans-serif is at most
+    # about 7 px a character), so none is clipped at the left edge.
+    longest_label = max((len(b["label"]) for b in bars), default=0)
+    label_width, plot_width, row_height, top = max(200, 7 * longest_label + 20), 480, 26, 50
     max_ratio = max([3.0] + [b["max"] * 1.05 for b in bars] + [(b.get("target") or 0) * 1.1 for b in bars])
     height = top + row_height * len(bars) + 60
     width = label_width + plot_width + 90
@@ -180,6 +183,7 @@ def main() -> None:
     django_sessions = read("django_sessions.md")
     # Written by hand from separate runs (its text names them), kept beside the run's own parts.
     allocator_and_acl = read("allocator_and_acl.md")
+    design_history = read("design_history.md")
     c_rows, m_rows, r_rows, s_rows = tables(commands), tables(mirror), tables(read_through), tables(scaling)
 
     def ratio(title: str, pipeline: int):
@@ -330,6 +334,7 @@ def main() -> None:
         ("Read-through (QSESS.GET misses restored from PostgreSQL)", read_through),
         ("Django sessions (through the SessionStore API)", django_sessions),
         ("Cost of the allocator fix and of the ACL checks (separate runs)", allocator_and_acl),
+        ("Measurements behind design decisions (separate runs)", design_history),
     ]
     if valkey:
         sections.append(("Commands and memory on Valkey (scripts/bench --server valkey)", valkey))
