@@ -22,15 +22,15 @@ import csv
 import hashlib
 import json
 import random
-import socket
 import statistics
 import sys
 from pathlib import Path
 
-IP = "203.0.113.7"
-USER_AGENT = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
-)
+from qsess_bench.resp import encode as resp
+from qsess_bench.servers import free_port
+from qsess_bench.stats import per_round_ratios
+from qsess_bench.workload import IP, USER_AGENT
+
 IDLE_MS = 1_800_000
 ABSOLUTE_MS = 86_400_000
 
@@ -57,28 +57,10 @@ def cdylib() -> None:
     print(paths[0])
 
 
-def free_port() -> None:
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port != 6379:
-            print(port)
-            return
-
-
 def payload(size: int) -> str:
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
     rng = random.Random(20240601)
     return "".join(rng.choice(alphabet) for _ in range(size))
-
-
-def resp(*words: str | bytes) -> bytes:
-    out = [b"*%d\r\n" % len(words)]
-    for word in words:
-        data = word.encode() if isinstance(word, str) else word
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
 
 
 def sid(i: int, name: str = "sid") -> str:
@@ -90,25 +72,54 @@ def uid(i: int, name: str = "user") -> str:
     return f"{name}:{i:012d}"
 
 
-def resp_module_set(path: str, count: int, per_user: int, data_size: int, sid_name: str = "sid",
-                    uid_name: str = "user") -> None:
-    data = payload(data_size)
-    with open(path, "wb") as out:
-        for i in range(count):
-            out.write(resp("QSESS.SET", sid(i, sid_name), "DATA", data, "USER", uid(i // per_user, uid_name), "IP", IP,
-                           "UA", USER_AGENT))
-
-
-def resp_lua_set(path: str, count: int, per_user: int, data_size: int, sha: str, prefix: str, sid_name: str = "sid",
-                 uid_name: str = "user") -> None:
+def resp_module_set(
+    path: str, count: int, per_user: int, data_size: int, sid_name: str = "sid", uid_name: str = "user"
+) -> None:
     data = payload(data_size)
     with open(path, "wb") as out:
         for i in range(count):
             out.write(
                 resp(
-                    "EVALSHA", sha, "3", f"{prefix}:s:{sid(i, sid_name)}", f"{prefix}:u:{uid(i // per_user, uid_name)}",
+                    "QSESS.SET",
+                    sid(i, sid_name),
+                    "DATA",
+                    data,
+                    "USER",
+                    uid(i // per_user, uid_name),
+                    "IP",
+                    IP,
+                    "UA",
+                    USER_AGENT,
+                )
+            )
+
+
+def resp_lua_set(
+    path: str,
+    count: int,
+    per_user: int,
+    data_size: int,
+    sha: str,
+    prefix: str,
+    sid_name: str = "sid",
+    uid_name: str = "user",
+) -> None:
+    data = payload(data_size)
+    with open(path, "wb") as out:
+        for i in range(count):
+            out.write(
+                resp(
+                    "EVALSHA",
+                    sha,
+                    "3",
+                    f"{prefix}:s:{sid(i, sid_name)}",
+                    f"{prefix}:u:{uid(i // per_user, uid_name)}",
                     f"{prefix}:chg",
-                    data, IP, USER_AGENT, str(IDLE_MS), str(ABSOLUTE_MS),
+                    data,
+                    IP,
+                    USER_AGENT,
+                    str(IDLE_MS),
+                    str(ABSOLUTE_MS),
                 )
             )
 
@@ -197,11 +208,6 @@ COMPARISONS = [
 ]
 
 
-def per_round_ratios(numerator: dict[int, float], denominator: dict[int, float]) -> list[float]:
-    """numerator / denominator for every round both have (a zero denominator skips its round)."""
-    return [numerator[r] / denominator[r] for r in sorted(set(numerator) & set(denominator)) if denominator[r] > 0]
-
-
 def fmt_ops(value: float) -> str:
     return f"{value:,.0f}"
 
@@ -276,7 +282,8 @@ def report(results_path: str, out_path: str) -> None:
                 continue
             ka, kb = kernel_by_key[(a, pipeline)], kernel_by_key[(b, pipeline)]
             lines.append(
-                f"| {title} | {pipeline} | {statistics.median(ca.values()):.2f} ({statistics.median(ka.values()):.2f}) | "
+                f"| {title} | {pipeline} | {statistics.median(ca.values()):.2f} "
+                f"({statistics.median(ka.values()):.2f}) | "
                 f"{statistics.median(cb.values()):.2f} ({statistics.median(kb.values()):.2f}) | "
                 f"{statistics.median(ratios):.2f} | {min(ratios):.2f} | {max(ratios):.2f} |"
             )
@@ -323,7 +330,8 @@ def report(results_path: str, out_path: str) -> None:
         "## Checks",
         "",
         f"- Error replies during the throughput tests (INFO stats total_error_replies): {facts.get('errors', '?')}",
-        f"- qsess_errors / qsess_panics at the end: {facts.get('qsess_errors', '?')} / {facts.get('qsess_panics', '?')}",
+        f"- qsess_errors / qsess_panics at the end: {facts.get('qsess_errors', '?')} / "
+        f"{facts.get('qsess_panics', '?')}",
         f"- QSESS.GET runs: touches (writes) {facts.get('get_touches', '?')}, misses {facts.get('get_misses', '?')}",
         f"- QSESS.PEEK runs: misses {facts.get('peek_misses', '?')}",
     ]
@@ -341,7 +349,7 @@ def main() -> None:
     if command == "cdylib":
         cdylib()
     elif command == "free-port":
-        free_port()
+        print(free_port())
     elif command == "payload":
         print(payload(int(args[0])))
     elif command == "resp-module-set":

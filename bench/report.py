@@ -15,7 +15,6 @@ import argparse
 import datetime
 import os
 import re
-import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,8 +103,9 @@ def servers_side_by_side(redis_commands: str, valkey_commands: str) -> list[str]
     for title in ("QSESS.SET / Lua EVALSHA", "QSESS.SET / HSET", "QSESS.GET / HGETALL", "QSESS.GET / Lua read"):
         for pipeline in (16, 1):
             if cell("Redis", title, pipeline) != "–" or cell("Valkey", title, pipeline) != "–":
-                out.append(f"| {title}, P{pipeline} | {cell('Redis', title, pipeline)} | "
-                           f"{cell('Valkey', title, pipeline)} |")
+                out.append(
+                    f"| {title}, P{pipeline} | {cell('Redis', title, pipeline)} | {cell('Valkey', title, pipeline)} |"
+                )
     for label in ("per session, record + index, change stream deleted", "per session, change stream still present"):
         out.append(f"| bytes {label} | {memory('Redis', label)} | {memory('Valkey', label)} |")
     return out + [""]
@@ -129,38 +129,48 @@ def svg_chart(bars: list[dict]) -> str:
         f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">',
         f'<rect width="{width}" height="{height}" fill="white"/>',
         '<text x="10" y="20" font-size="15" font-weight="bold">qsess / alternative, same machine, same run '
-        '(median, whisker min–max; higher is better)</text>',
+        "(median, whisker min–max; higher is better)</text>",
         '<text x="10" y="38" fill="#555">red tick: target (orange bar: missed); grey line: 1.0 (as fast as the '
-        'alternative); P16/P1: redis-benchmark pipeline, 50 clients</text>',
+        "alternative); P16/P1: redis-benchmark pipeline, 50 clients</text>",
     ]
     step = 0.5 if max_ratio <= 4 else 1.0
     tick = 0.0
     while tick <= max_ratio + 1e-9:
-        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
-                   f'y2="{top + row_height * len(bars)}" stroke="#eee"/>')
-        out.append(f'<text x="{x(tick):.1f}" y="{top + row_height * len(bars) + 16}" text-anchor="middle" '
-                   f'fill="#555">{tick:g}×</text>')
+        out.append(
+            f'<line x1="{x(tick):.1f}" y1="{top - 4}" x2="{x(tick):.1f}" '
+            f'y2="{top + row_height * len(bars)}" stroke="#eee"/>'
+        )
+        out.append(
+            f'<text x="{x(tick):.1f}" y="{top + row_height * len(bars) + 16}" text-anchor="middle" '
+            f'fill="#555">{tick:g}×</text>'
+        )
         tick += step
     for index, bar in enumerate(bars):
         y = top + index * row_height
         met = bar.get("target") is None or bar["median"] >= bar["target"]
         colour = "#4a7ebb" if met else "#d9822b"
         out.append(f'<text x="{label_width - 8}" y="{y + 16}" text-anchor="end">{escape(bar["label"])}</text>')
-        out.append(f'<rect x="{label_width}" y="{y + 5}" width="{max(0.0, x(bar["median"]) - label_width):.1f}" '
-                   f'height="{row_height - 10}" fill="{colour}"/>')
-        out.append(f'<line x1="{x(bar["min"]):.1f}" y1="{y + 13}" x2="{x(bar["max"]):.1f}" y2="{y + 13}" '
-                   'stroke="black"/>')
+        out.append(
+            f'<rect x="{label_width}" y="{y + 5}" width="{max(0.0, x(bar["median"]) - label_width):.1f}" '
+            f'height="{row_height - 10}" fill="{colour}"/>'
+        )
+        out.append(
+            f'<line x1="{x(bar["min"]):.1f}" y1="{y + 13}" x2="{x(bar["max"]):.1f}" y2="{y + 13}" stroke="black"/>'
+        )
         for end in (bar["min"], bar["max"]):
             out.append(f'<line x1="{x(end):.1f}" y1="{y + 8}" x2="{x(end):.1f}" y2="{y + 18}" stroke="black"/>')
         if bar.get("target") is not None:
-            out.append(f'<line x1="{x(bar["target"]):.1f}" y1="{y + 2}" x2="{x(bar["target"]):.1f}" '
-                       f'y2="{y + row_height - 2}" stroke="red" stroke-width="2"/>')
+            out.append(
+                f'<line x1="{x(bar["target"]):.1f}" y1="{y + 2}" x2="{x(bar["target"]):.1f}" '
+                f'y2="{y + row_height - 2}" stroke="red" stroke-width="2"/>'
+            )
         out.append(f'<text x="{x(bar["max"]) + 6:.1f}" y="{y + 17}">{bar["median"]:.2f}×</text>')
     one = x(1.0)
-    out.append(f'<line x1="{one:.1f}" y1="{top - 4}" x2="{one:.1f}" y2="{top + row_height * len(bars)}" '
-               'stroke="#888" stroke-width="1.5"/>')
-    out.append(f'<text x="10" y="{height - 14}" fill="#555">Produced by scripts/bench; numbers in BENCHMARKS.md'
-               '</text>')
+    out.append(
+        f'<line x1="{one:.1f}" y1="{top - 4}" x2="{one:.1f}" y2="{top + row_height * len(bars)}" '
+        'stroke="#888" stroke-width="1.5"/>'
+    )
+    out.append(f'<text x="10" y="{height - 14}" fill="#555">Produced by scripts/bench; numbers in BENCHMARKS.md</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -178,8 +188,9 @@ def main() -> None:
     parser.add_argument("--note", default="", help="a sentence about how this run differs from a plain one")
     args = parser.parse_args()
 
-    commands, mirror, read_through, scaling = (read(n) for n in ("commands.md", "mirror.md", "read_through.md",
-                                                                  "scaling.md"))
+    commands, mirror, read_through, scaling = (
+        read(n) for n in ("commands.md", "mirror.md", "read_through.md", "scaling.md")
+    )
     django_sessions = read("django_sessions.md")
     # Written by hand from separate runs (its text names them), kept beside the run's own parts.
     allocator_and_acl = read("allocator_and_acl.md")
@@ -210,8 +221,14 @@ def main() -> None:
             cpu = cpu_ratio(title, pipeline)
             if cpu:
                 how += f"; server CPU per request, baseline / qsess: {cpu[0]:.2f}× ({cpu[1]:.2f}–{cpu[2]:.2f})"
-            targets.append((f"{label} ≥ {goal:g}×{aim} (P{pipeline}, 50 clients)",
-                            f"{med:.2f}× ({lo:.2f}–{hi:.2f})", how, med >= goal))
+            targets.append(
+                (
+                    f"{label} ≥ {goal:g}×{aim} (P{pipeline}, 50 clients)",
+                    f"{med:.2f}× ({lo:.2f}–{hi:.2f})",
+                    how,
+                    med >= goal,
+                )
+            )
 
     add_ratio_target("QSESS.SET / Lua script", "QSESS.SET / Lua EVALSHA", 1.4, ", aim 1.5×")
     add_ratio_target("QSESS.GET / HGETALL", "QSESS.GET / HGETALL", 1.0)
@@ -219,29 +236,55 @@ def main() -> None:
     memory_row = find(c_rows, "per session, record + index, change stream deleted")
     memory = number(memory_row[1]) if memory_row else None
     if memory is not None:
-        targets.append(("Redis bytes per session (300-byte payload) ≤ 800", f"{memory:,.0f} B",
-                        "used_memory delta / sessions, change stream deleted", memory <= 800))
+        targets.append(
+            (
+                "Redis bytes per session (300-byte payload) ≤ 800",
+                f"{memory:,.0f} B",
+                "used_memory delta / sessions, change stream deleted",
+                memory <= 800,
+            )
+        )
 
     catch_up = spread((find(m_rows, "catch-up: queued") or [None, None])[1])
     if catch_up:
-        targets.append(("mirror ≥ 40,000 changes/s (highest sustained: draining a backlog)",
-                        f"{catch_up[0]:,.0f}/s ({catch_up[1]:,.0f}–{catch_up[2]:,.0f})", "median (min–max) of rounds",
-                        catch_up[0] >= 40_000))
+        targets.append(
+            (
+                "mirror ≥ 40,000 changes/s (highest sustained: draining a backlog)",
+                f"{catch_up[0]:,.0f}/s ({catch_up[1]:,.0f}–{catch_up[2]:,.0f})",
+                "median (min–max) of rounds",
+                catch_up[0] >= 40_000,
+            )
+        )
     sustained = number((find(m_rows, "sustained: highest offered rate") or [None, None])[1])
     if sustained is not None or find(m_rows, "sustained: highest offered rate"):
-        targets.append(("mirror ≥ 40,000 changes/s while the writes arrive (highest rate of the ladder kept up with)",
-                        f"{sustained:,.0f}/s" if sustained is not None else "none of the ladder's rates",
-                        "rate ladder: writer, Redis, daemon, Postgres share 2 cores", (sustained or 0) >= 40_000))
+        targets.append(
+            (
+                "mirror ≥ 40,000 changes/s while the writes arrive (highest rate of the ladder kept up with)",
+                f"{sustained:,.0f}/s" if sustained is not None else "none of the ladder's rates",
+                "rate ladder: writer, Redis, daemon, Postgres share 2 cores",
+                (sustained or 0) >= 40_000,
+            )
+        )
     mirror_ratio = spread((find(m_rows, "catch-up / postgres ceiling") or [None, None])[1])
     if mirror_ratio:
-        targets.append(("mirror ≥ 0.75× the Postgres ceiling (same round)",
-                        f"{mirror_ratio[0]:.2f}× ({mirror_ratio[1]:.2f}–{mirror_ratio[2]:.2f})",
-                        "catch-up rate / ceiling, per round", mirror_ratio[0] >= 0.75))
+        targets.append(
+            (
+                "mirror ≥ 0.75× the Postgres ceiling (same round)",
+                f"{mirror_ratio[0]:.2f}× ({mirror_ratio[1]:.2f}–{mirror_ratio[2]:.2f})",
+                "catch-up rate / ceiling, per round",
+                mirror_ratio[0] >= 0.75,
+            )
+        )
     miss = spread((find(r_rows, "miss-to-answer p99") or [None, None])[1])
     if miss:
-        targets.append(("read-through miss p99 < 2 ms (one waiting client)",
-                        f"{miss[0]:.3f} ms ({miss[1]:.3f}–{miss[2]:.3f})", "median (min–max) of rounds",
-                        miss[0] < 2.0))
+        targets.append(
+            (
+                "read-through miss p99 < 2 ms (one waiting client)",
+                f"{miss[0]:.3f} ms ({miss[1]:.3f}–{miss[2]:.3f})",
+                "median (min–max) of rounds",
+                miss[0] < 2.0,
+            )
+        )
 
     for title, label, target in (
         ("QSESS.SET / Lua EVALSHA", "SET / Lua script", 1.4),
@@ -255,33 +298,58 @@ def main() -> None:
         for pipeline in (16, 1):
             value = ratio(title, pipeline)
             if value:
-                bars.append({"label": f"{label}, P{pipeline}", "median": value[0], "min": value[1],
-                             "max": value[2], "target": target})
+                bars.append(
+                    {
+                        "label": f"{label}, P{pipeline}",
+                        "median": value[0],
+                        "min": value[1],
+                        "max": value[2],
+                        "target": target,
+                    }
+                )
     for row in s_rows:
-        # scaling.md: | command | baseline | sessions per user | qsess µs | baseline µs | speed-up med | min | max | users |
+        # scaling.md columns: command, baseline, sessions per user, qsess µs, baseline µs,
+        # speed-up median, min, max, users.
         if len(row) >= 8 and row[0] in ("QSESS.BYUSER WITHMETA", "QSESS.REVOKEUSER") and row[2] == "10":
             baseline = row[1].split(" ")[0].removesuffix(".lua")
             try:
-                bars.append({"label": f"{row[0].replace('QSESS.', '').replace(' WITHMETA', '')} (10 sessions) "
-                                      f"/ {baseline}, 1 client",
-                             "median": float(row[5]), "min": float(row[6]), "max": float(row[7]), "target": None})
+                bars.append(
+                    {
+                        "label": f"{row[0].replace('QSESS.', '').replace(' WITHMETA', '')} (10 sessions) "
+                        f"/ {baseline}, 1 client",
+                        "median": float(row[5]),
+                        "min": float(row[6]),
+                        "max": float(row[7]),
+                        "target": None,
+                    }
+                )
             except ValueError:
                 pass
-    for name, label in (("revokeuser_tombstones.lua (same guarantees)", "REVOKEUSER throughput / Lua, same guarantees"),
-                        ("revokeuser.lua (no tombstones)", "REVOKEUSER throughput / Lua, no tombstones")):
+    for name, label in (
+        ("revokeuser_tombstones.lua (same guarantees)", "REVOKEUSER throughput / Lua, same guarantees"),
+        ("revokeuser.lua (no tombstones)", "REVOKEUSER throughput / Lua, no tombstones"),
+    ):
         row = find(s_rows, name)
         value = spread(row[2]) if row and len(row) >= 3 else None
         if value:
-            bars.append({"label": f"{label}, pipelined", "median": value[0], "min": value[1], "max": value[2],
-                         "target": None})
+            bars.append(
+                {"label": f"{label}, pipelined", "median": value[0], "min": value[1], "max": value[2], "target": None}
+            )
     if mirror_ratio:
-        bars.append({"label": "mirror / Postgres ceiling", "median": mirror_ratio[0], "min": mirror_ratio[1],
-                     "max": mirror_ratio[2], "target": 0.75})
+        bars.append(
+            {
+                "label": "mirror / Postgres ceiling",
+                "median": mirror_ratio[0],
+                "min": mirror_ratio[1],
+                "max": mirror_ratio[2],
+                "target": 0.75,
+            }
+        )
 
     SVG_PATH.write_text(svg_chart(bars))
 
     facts = re.search(r"- Date: (.*?); qsess commit (.*)", commands)
-    date = facts.group(1) if facts else datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = facts.group(1) if facts else datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     commit = facts.group(2) if facts else "?"
     machine = re.search(r"- Machine: (.*)", commands)
     redis_line = re.search(r"- (Redis server v=.*)", commands)
@@ -344,7 +412,7 @@ def main() -> None:
         else:
             lines += [f"## {title}", "", "(not measured in this run)", ""]
     Path(args.out).write_text("\n".join(lines))
-    print("\n".join(lines[:len(targets) + 16]))
+    print("\n".join(lines[: len(targets) + 16]))
     print(f"wrote {args.out} and {SVG_PATH.relative_to(ROOT)}")
 
 

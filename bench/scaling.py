@@ -6,7 +6,8 @@ It starts its own redis-server(s) with the qsess module on free loopback ports a
     (bench/byuser.lua; bench/revokeuser_tombstones.lua with the same guarantees and bench/revokeuser.lua
     without tombstones, over what bench/session_write.lua writes) for users with 1, 10, 100 and 500
     sessions (500 is qsess.max-sessions-per-user, the most a user can have at the defaults, so the
-    largest size shows the longest these commands can hold Redis): one client, one call in flight, each call timed from send to reply, the side that goes
+    largest size shows the longest these commands can hold Redis): one client, one call in flight, each call
+    timed from send to reply, the side that goes
     first rotating user by user; every REVOKEUSER call ends a fresh user;
   - QSESS.REVOKEUSER throughput against both Lua scripts, users with 10 sessions, calls pipelined;
   - QSESS.GET throughput (redis-benchmark, 50 clients, P16) with 10k sessions stored against a server holding
@@ -27,10 +28,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.dont_write_bytecode = True
-import mirror  # noqa: E402  (build, start_redis, connect_redis, the RESP client)
-from mirror import Redis  # noqa: E402
+from qsess_bench.resp import Redis, connect
+from qsess_bench.results import publish
+from qsess_bench.servers import build, start_redis
+from qsess_bench.stats import spread
+from qsess_bench.workload import USER_AGENT
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = "--quick" in sys.argv[1:]
@@ -54,19 +56,32 @@ def script(redis: Redis, name: str) -> str:
     return redis.call("SCRIPT", "LOAD", (ROOT / "bench" / name).read_text()).decode()
 
 
-def fill(redis: Redis, size: int, users: int, write_sha: str, prefixes: tuple[str, ...] = ("bl",),
-         user_name: str = "") -> None:
+def fill(
+    redis: Redis, size: int, users: int, write_sha: str, prefixes: tuple[str, ...] = ("bl",), user_name: str = ""
+) -> None:
     """Gives `users` users `size` sessions each, through QSESS.SET and through session_write.lua once per prefix."""
     commands = []
     for user in range(users):
         uid = f"{user_name or f'sc{size}'}-u{user}"
         for k in range(size):
             sid = f"{uid}-s{k}"
-            commands.append(Redis.encode("QSESS.SET", sid, "DATA", PAYLOAD, "USER", uid, "IP", IP,
-                                         "UA", mirror.USER_AGENT))
+            commands.append(Redis.encode("QSESS.SET", sid, "DATA", PAYLOAD, "USER", uid, "IP", IP, "UA", USER_AGENT))
             for prefix in prefixes:
-                commands.append(Redis.encode("EVALSHA", write_sha, 3, f"{prefix}:s:{sid}", f"{prefix}:u:{uid}",
-                                             f"{prefix}:chg", PAYLOAD, IP, mirror.USER_AGENT, 1_800_000, 86_400_000))
+                commands.append(
+                    Redis.encode(
+                        "EVALSHA",
+                        write_sha,
+                        3,
+                        f"{prefix}:s:{sid}",
+                        f"{prefix}:u:{uid}",
+                        f"{prefix}:chg",
+                        PAYLOAD,
+                        IP,
+                        USER_AGENT,
+                        1_800_000,
+                        86_400_000,
+                    )
+                )
             if len(commands) >= 2000:
                 redis.pipeline(commands)
                 commands = []
@@ -82,19 +97,20 @@ def timed(redis: Redis, command: bytes):
     return (time.perf_counter_ns() - started) / 1000, reply
 
 
-def spread(values: list[float], form: str = ",.0f") -> str:
-    return f"{format(statistics.median(values), form)} ({format(min(values), form)}–{format(max(values), form)})"
-
-
 def byuser_commands(uid: str, byuser_sha: str) -> list[bytes]:
-    return [Redis.encode("QSESS.BYUSER", uid, "WITHMETA"), Redis.encode("EVALSHA", byuser_sha, 1, f"bl:u:{uid}", "bl:s:")]
+    return [
+        Redis.encode("QSESS.BYUSER", uid, "WITHMETA"),
+        Redis.encode("EVALSHA", byuser_sha, 1, f"bl:u:{uid}", "bl:s:"),
+    ]
 
 
 def revokeuser_commands(uid: str, tombstones_sha: str, minimal_sha: str) -> list[bytes]:
     """QSESS.REVOKEUSER, the Lua with the same guarantees (on bl:), the Lua without tombstones (on bm:)."""
-    return [Redis.encode("QSESS.REVOKEUSER", uid),
-            Redis.encode("EVALSHA", tombstones_sha, 2, f"bl:u:{uid}", "bl:chg", "bl:", TOMBSTONE_TTL_MS),
-            Redis.encode("EVALSHA", minimal_sha, 2, f"bm:u:{uid}", "bm:chg", "bm:s:")]
+    return [
+        Redis.encode("QSESS.REVOKEUSER", uid),
+        Redis.encode("EVALSHA", tombstones_sha, 2, f"bl:u:{uid}", "bl:chg", "bl:", TOMBSTONE_TTL_MS),
+        Redis.encode("EVALSHA", minimal_sha, 2, f"bm:u:{uid}", "bm:chg", "bm:s:"),
+    ]
 
 
 def per_user(redis: Redis, size: int, users: int, commands_for) -> list[list[float]]:
@@ -124,8 +140,10 @@ def revokeuser_throughput(redis: Redis, write_sha: str, tombstones_sha: str, min
         sides = [0, 1, 2]
         first = round_number % 3
         for side in sides[first:] + sides[:first]:
-            commands = [revokeuser_commands(f"{name}-u{user}", tombstones_sha, minimal_sha)[side]
-                        for user in range(THROUGHPUT_USERS)]
+            commands = [
+                revokeuser_commands(f"{name}-u{user}", tombstones_sha, minimal_sha)[side]
+                for user in range(THROUGHPUT_USERS)
+            ]
             started = time.perf_counter()
             redis.socket.sendall(b"".join(commands))
             replies = [redis.read() for _ in commands]
@@ -142,54 +160,110 @@ def block_ratios(qs: list[float], lua: list[float]) -> list[float]:
     third = max(1, len(qs) // 3)
     ratios = []
     for start in range(0, third * 3, third):
-        ratios.append(statistics.median(lua[start:start + third]) / statistics.median(qs[start:start + third]))
+        ratios.append(statistics.median(lua[start : start + third]) / statistics.median(qs[start : start + third]))
     return ratios
 
 
 def load_gets(redis: Redis, count: int) -> None:
     for start in range(0, count, 2000):
-        redis.pipeline([Redis.encode("QSESS.SET", f"sid:{i:012d}", "DATA", PAYLOAD, "USER", f"user:{i // 10:012d}",
-                                     "IP", IP, "UA", mirror.USER_AGENT) for i in range(start, min(start + 2000, count))])
+        redis.pipeline(
+            [
+                Redis.encode(
+                    "QSESS.SET",
+                    f"sid:{i:012d}",
+                    "DATA",
+                    PAYLOAD,
+                    "USER",
+                    f"user:{i // 10:012d}",
+                    "IP",
+                    IP,
+                    "UA",
+                    USER_AGENT,
+                )
+                for i in range(start, min(start + 2000, count))
+            ]
+        )
         if start % 100_000 == 0:
             redis.call("DEL", "qs:{0}:chg")
     redis.call("DEL", "qs:{0}:chg")
 
 
 def get_rps(port: int, keyspace: int) -> float:
-    out = subprocess.run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-q", "--csv", "-c", "50", "-P", "16",
-                          "-r", str(keyspace), "-n", str(GET_REQUESTS), "QSESS.GET", "sid:__rand_int__"],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            "redis-benchmark",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-q",
+            "--csv",
+            "-c",
+            "50",
+            "-P",
+            "16",
+            "-r",
+            str(keyspace),
+            "-n",
+            str(GET_REQUESTS),
+            "QSESS.GET",
+            "sid:__rand_int__",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     rows = [line.split('","') for line in out.splitlines() if line.startswith('"') and not line.startswith('"test"')]
     return float(rows[-1][1].strip('"'))
 
 
 def main() -> None:
     started = time.monotonic()
-    artifacts = mirror.build()
+    artifacts = build("scaling-bench")
     workdir = Path(tempfile.mkdtemp(prefix="qsess-scaling-bench-"))
     os.chmod(workdir, 0o755)
     processes = []
     rows, get_rows = [], []
     try:
         (workdir / "a").mkdir()
-        process, port = mirror.start_redis(artifacts["module"], workdir / "a")
+        process, port = start_redis(artifacts["module"], workdir / "a")
         processes.append(process)
-        redis = mirror.connect_redis(port)
+        redis = connect(port, "scaling-bench")
         write_sha, byuser_sha, tombstones_sha, minimal_sha = (
-            script(redis, n) for n in ("session_write.lua", "byuser.lua", "revokeuser_tombstones.lua",
-                                       "revokeuser.lua"))
+            script(redis, n) for n in ("session_write.lua", "byuser.lua", "revokeuser_tombstones.lua", "revokeuser.lua")
+        )
         for size, users in CALLS.items():
             log(f"{users} users with {size} sessions each, qsess and Lua")
             fill(redis, size, users, write_sha, ("bl", "bm"))
             qs, lua = per_user(redis, size, users, lambda uid: byuser_commands(uid, byuser_sha))
-            rows.append(("QSESS.BYUSER WITHMETA", "byuser.lua", size, users, spread(qs), spread(lua),
-                         block_ratios(qs, lua)))
-            qs, same, minimal = per_user(redis, size, users,
-                                         lambda uid: revokeuser_commands(uid, tombstones_sha, minimal_sha))
-            rows.append(("QSESS.REVOKEUSER", "revokeuser_tombstones.lua (same guarantees)", size, users, spread(qs),
-                         spread(same), block_ratios(qs, same)))
-            rows.append(("QSESS.REVOKEUSER", "revokeuser.lua (no tombstones)", size, users, spread(qs),
-                         spread(minimal), block_ratios(qs, minimal)))
+            rows.append(
+                ("QSESS.BYUSER WITHMETA", "byuser.lua", size, users, spread(qs), spread(lua), block_ratios(qs, lua))
+            )
+            qs, same, minimal = per_user(
+                redis, size, users, lambda uid: revokeuser_commands(uid, tombstones_sha, minimal_sha)
+            )
+            rows.append(
+                (
+                    "QSESS.REVOKEUSER",
+                    "revokeuser_tombstones.lua (same guarantees)",
+                    size,
+                    users,
+                    spread(qs),
+                    spread(same),
+                    block_ratios(qs, same),
+                )
+            )
+            rows.append(
+                (
+                    "QSESS.REVOKEUSER",
+                    "revokeuser.lua (no tombstones)",
+                    size,
+                    users,
+                    spread(qs),
+                    spread(minimal),
+                    block_ratios(qs, minimal),
+                )
+            )
             redis.call("DEL", "qs:{0}:chg", "bl:chg", "bm:chg")
         log(f"QSESS.REVOKEUSER throughput: {THROUGHPUT_USERS} users with 10 sessions each per side and round")
         throughput = revokeuser_throughput(redis, write_sha, tombstones_sha, minimal_sha)
@@ -197,19 +271,25 @@ def main() -> None:
 
         log(f"QSESS.GET: {SMALL:,} sessions on one server, {LARGE:,} on another")
         (workdir / "b").mkdir()
-        process_b, port_b = mirror.start_redis(artifacts["module"], workdir / "b")
+        process_b, port_b = start_redis(artifacts["module"], workdir / "b")
         processes.append(process_b)
-        redis_b = mirror.connect_redis(port_b)
+        redis_b = connect(port_b, "scaling-bench")
         servers = [(redis, port, SMALL), (redis_b, port_b, LARGE)]
         for client, _, count in servers:
             client.call("CONFIG", "SET", "qsess.touch-granularity-ms", 86_400_000)  # GETs stay reads
             load_gets(client, count)
-        memory = [int(dict(line.split(":", 1) for line in client.call("INFO", "memory").decode().split("\r\n")
-                               if ":" in line)["used_memory"]) for client, _, _ in servers]
+        memory = [
+            int(
+                dict(
+                    line.split(":", 1) for line in client.call("INFO", "memory").decode().split("\r\n") if ":" in line
+                )["used_memory"]
+            )
+            for client, _, _ in servers
+        ]
         small, large = [], []
         for round_number in range(GET_ROUNDS):
             order = servers if round_number % 2 == 0 else servers[::-1]
-            for client, server_port, count in order:
+            for _client, server_port, count in order:
                 (small if count == SMALL else large).append(get_rps(server_port, count))
         get_rows = (small, large, memory)
     finally:
@@ -241,8 +321,11 @@ def main() -> None:
         "| command | baseline | sessions per user | qsess µs median (min–max) | baseline µs median (min–max) | "
         "speed-up median | min | max | users timed |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-        *[f"| {title} | {baseline} | {size} | {qs} | {lua} | {statistics.median(r):.2f} | {min(r):.2f} | "
-          f"{max(r):.2f} | {users} |" for title, baseline, size, users, qs, lua, r in rows],
+        *[
+            f"| {title} | {baseline} | {size} | {qs} | {lua} | {statistics.median(r):.2f} | {min(r):.2f} | "
+            f"{max(r):.2f} | {users} |"
+            for title, baseline, size, users, qs, lua, r in rows
+        ],
         "",
         f"QSESS.REVOKEUSER throughput, users with 10 sessions each: {THROUGHPUT_USERS:,} users per side and "
         f"round, every call sent at once on one connection (pipelined), users revoked per second from the first "
@@ -269,10 +352,7 @@ def main() -> None:
         f"| ratio {LARGE:,} / {SMALL:,} (per round) | | {spread(ratios, '.2f')} |",
         "",
     ]
-    report = "\n".join(lines)
-    out = ROOT / "bench" / "results" / "scaling.md"
-    out.write_text(report)
-    print(report)
+    publish("scaling.md", "\n".join(lines))
 
 
 if __name__ == "__main__":
