@@ -1,16 +1,32 @@
-//! Blocking a `QSESS.GET` on its session key until the loader restores it (or says it does not exist),
-//! with `RedisModule_BlockClientOnKeys`: Redis keeps the waiters, wakes every one of them when
-//! `QSESS.RESTORE` signals the key, answers nil at the timeout, and frees them on disconnect.
+//! Blocking a command on keys until the loader restores what it waits for (or says it does not
+//! exist), with `RedisModule_BlockClientOnKeys`: Redis keeps the waiters, wakes every one of them when
+//! a key is signalled (`waiter_signals.rs`), calls back at the timeout, and frees them on disconnect.
+//!
+//! The command that blocks hands over how it answers ([`AnswerAfterWait`]), so this file knows no
+//! command: the callbacks are instantiated per command, which needs no private data to free.
 
-use crate::commands::{reply_after_user_wait, reply_after_wait};
 use crate::error::CommandError;
 use crate::info::COUNTERS;
+use crate::panic_guard;
 use crate::redis_key::api;
 use redis_module::{raw, Context, RedisString};
 use std::os::raw::c_int;
 
-/// Blocks the calling client until one of `key_names` is signalled, for at most `timeout_ms`.
-pub(crate) fn block_on_keys(ctx: &Context, key_names: &[Vec<u8>], timeout_ms: u64) -> Result<(), CommandError> {
+/// How a blocked command answers, given its own arguments.
+pub(crate) trait AnswerAfterWait {
+    /// Answers once one of its keys was signalled: with what Redis holds now.
+    fn when_ready(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError>;
+    /// Answers when the wait timed out.
+    fn at_timeout(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError>;
+}
+
+/// Blocks the calling client until one of `key_names` is signalled, for at most `timeout_ms`; the
+/// answer then comes from `Answer`.
+pub(crate) fn block_on_keys<Answer: AnswerAfterWait>(
+    ctx: &Context,
+    key_names: &[Vec<u8>],
+    timeout_ms: u64,
+) -> Result<(), CommandError> {
     let block_on_keys = api!(RedisModule_BlockClientOnKeys);
     let names: Vec<RedisString> =
         key_names.iter().map(|name| RedisString::create_from_slice(ctx.get_raw(), name)).collect();
@@ -20,8 +36,8 @@ pub(crate) fn block_on_keys(ctx: &Context, key_names: &[Vec<u8>], timeout_ms: u6
     let blocked = unsafe {
         block_on_keys(
             ctx.get_raw(),
-            Some(on_key_ready),
-            Some(on_timeout),
+            Some(on_key_ready::<Answer>),
+            Some(on_timeout::<Answer>),
             None,
             timeout_ms.min(i64::MAX as u64) as i64,
             keys.as_mut_ptr(),
@@ -35,61 +51,36 @@ pub(crate) fn block_on_keys(ctx: &Context, key_names: &[Vec<u8>], timeout_ms: u6
     Ok(())
 }
 
-/// Publishes `message` on `channel`: how a read-only command asks the loader for something.
-pub(crate) fn publish(ctx: &Context, channel: &[u8], message: &[u8]) -> Result<(), CommandError> {
-    let publish_message = api!(RedisModule_PublishMessage);
-    let channel = RedisString::create_from_slice(ctx.get_raw(), channel);
-    let message = RedisString::create_from_slice(ctx.get_raw(), message);
-    // SAFETY: live command context and live strings, which Redis copies.
-    unsafe { publish_message(ctx.get_raw(), channel.inner, message.inner) };
-    Ok(())
-}
-
-/// Wakes every client blocked on `key_name`.
-pub(crate) fn signal_key_ready(ctx: &Context, key_name: &[u8]) -> Result<(), CommandError> {
-    let signal = api!(RedisModule_SignalKeyAsReady);
-    let key = RedisString::create_from_slice(ctx.get_raw(), key_name);
-    // SAFETY: live command context and a live key name, which Redis copies.
-    unsafe { signal(ctx.get_raw(), key.inner) };
-    Ok(())
-}
-
 /// Redis calls this for each client blocked on a key that was signalled: answer with what is there now.
-extern "C" fn on_key_ready(
+extern "C" fn on_key_ready<Answer: AnswerAfterWait>(
     ctx: *mut raw::RedisModuleCtx,
     argv: *mut *mut raw::RedisModuleString,
     argc: c_int,
 ) -> c_int {
     let context = Context::new(ctx);
     let words = arguments(argv, argc);
-    let is_byuser = words.first().is_some_and(|name| name.eq_ignore_ascii_case(b"qsess.byuser"));
-    let answered = crate::panic_guard::catch(&context, || {
-        if is_byuser {
-            reply_after_user_wait(&context, &words)
-        } else {
-            reply_after_wait(&context, &words)
-        }
-    });
-    if !matches!(answered, Some(Ok(()))) {
-        context.reply_error_string("ERR internal error");
-    }
+    answer_guarded(&context, || Answer::when_ready(&context, &words));
     raw::REDISMODULE_OK as c_int
 }
 
-extern "C" fn on_timeout(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
+extern "C" fn on_timeout<Answer: AnswerAfterWait>(
+    ctx: *mut raw::RedisModuleCtx,
+    argv: *mut *mut raw::RedisModuleString,
+    argc: c_int,
+) -> c_int {
     COUNTERS.miss_timeouts.increment();
     let context = Context::new(ctx);
     let words = arguments(argv, argc);
-    if words.first().is_some_and(|name| name.eq_ignore_ascii_case(b"qsess.byuser")) {
-        // BYUSER answers an array whatever happens: the sessions Redis holds now (none, usually).
-        let answered = crate::panic_guard::catch(&context, || reply_after_user_wait(&context, &words));
-        if !matches!(answered, Some(Ok(()))) {
-            context.reply(Ok(redis_module::RedisValue::Array(Vec::new())));
-        }
-    } else {
-        context.reply(Ok(redis_module::RedisValue::Null));
-    }
+    answer_guarded(&context, || Answer::at_timeout(&context, &words));
     raw::REDISMODULE_OK as c_int
+}
+
+/// Runs an answer through the same guard as every command: a typed error or a panic becomes the same
+/// error reply, with the same counters, as it would in the command itself.
+fn answer_guarded(context: &Context, answer: impl FnOnce() -> Result<(), CommandError>) {
+    if let Err(error) = panic_guard::guarded_reply(context, answer) {
+        context.reply(Err(error));
+    }
 }
 
 /// The blocked command's arguments, borrowed for the callback's duration.

@@ -174,7 +174,7 @@ impl<'ctx> Effects<'ctx> {
     /// Writes a small marker key that expires at `expires_ms`: `SET key 1 PXAT expires`.
     pub(crate) fn write_marker(&self, name: &[u8], expires_ms: u64) -> Result<(), CommandError> {
         let key = RedisKey::open_writable(self.ctx, name)?;
-        self.write_value(&key, b"1", expires_ms)
+        self.write_value(&key, qsess_record::MARKER_VALUE, expires_ms)
     }
 
     /// Stores a plain string value that expires at `expires_ms`: `SET key value PXAT expires`.
@@ -229,7 +229,7 @@ impl<'ctx> Effects<'ctx> {
         }
         self.write_tombstone(ending.bucket, &ending.handle, version, expires_ms)?;
         // A client waiting for this session to be reloaded gets its answer (nil) now.
-        crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(ending.bucket, &ending.handle))?;
+        crate::waiter_signals::signal_key_ready(self.ctx, &keyspace().names.tombstone(ending.bucket, &ending.handle))?;
         if reason != DeleteReason::Rotate {
             COUNTERS.deleted.increment();
         }
@@ -258,7 +258,7 @@ impl Effects<'_> {
             self.index_remove(index, &address.handle)?;
         }
         self.write_tombstone(address.bucket, &address.handle, UNKNOWN_VERSION_END, None)?;
-        crate::blocking::signal_key_ready(self.ctx, &keyspace().names.tombstone(address.bucket, &address.handle))
+        crate::waiter_signals::signal_key_ready(self.ctx, &keyspace().names.tombstone(address.bucket, &address.handle))
     }
 }
 

@@ -4,7 +4,7 @@
 //! Each id is requested once however many clients wait for it, ids the loader reported missing are
 //! answered at once for `qsess.negative-cache-ms`, and revoked ids (tombstoned) never wait.
 
-use crate::blocking;
+use crate::blocking::{self, AnswerAfterWait};
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::info::COUNTERS;
@@ -14,6 +14,7 @@ use crate::redis_key::{KeyKind, RedisKey};
 use crate::session_id::SessionAddress;
 use crate::session_lookup;
 use crate::settings::keyspace;
+use crate::waiter_signals;
 use redis_module::ContextFlags;
 
 /// Requests kept in a miss stream: the loader reads them within milliseconds, and a waiter gives up
@@ -22,13 +23,16 @@ const MISS_STREAM_MAX_LEN: usize = 1_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MissOutcome {
-    /// The client waits; the reply comes from `blocking.rs`.
+    /// The client waits; the reply comes from the command's [`AnswerAfterWait`].
     Blocked,
     /// No reload is possible or useful: answer nil now.
     AnswerNil,
 }
 
-pub(crate) fn on_miss(effects: &Effects<'_>, address: &SessionAddress) -> Result<MissOutcome, CommandError> {
+pub(crate) fn on_miss<Answer: AnswerAfterWait>(
+    effects: &Effects<'_>,
+    address: &SessionAddress,
+) -> Result<MissOutcome, CommandError> {
     let ctx = effects.ctx;
     if !loader::is_attached(effects.now_ms) || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
         return Ok(MissOutcome::AnswerNil);
@@ -53,14 +57,18 @@ pub(crate) fn on_miss(effects: &Effects<'_>, address: &SessionAddress) -> Result
     // can create: the session itself, the not-found marker, and the tombstone of a revoked id.
     let keys =
         [names.session(address.bucket, &address.handle), not_found, names.tombstone(address.bucket, &address.handle)];
-    blocking::block_on_keys(ctx, &keys, timeout_ms)?;
+    blocking::block_on_keys::<Answer>(ctx, &keys, timeout_ms)?;
     COUNTERS.waits.increment();
     Ok(MissOutcome::Blocked)
 }
 
 /// `QSESS.BYUSER` of a user with no index while a loader is attached: Redis may have lost the user's
 /// sessions, so ask the loader (over Pub/Sub, since BYUSER is read-only) and wait for its answer.
-pub(crate) fn on_user_miss(effects: &Effects<'_>, bucket: u32, user_id: &[u8]) -> Result<MissOutcome, CommandError> {
+pub(crate) fn on_user_miss<Answer: AnswerAfterWait>(
+    effects: &Effects<'_>,
+    bucket: u32,
+    user_id: &[u8],
+) -> Result<MissOutcome, CommandError> {
     let ctx = effects.ctx;
     if !loader::is_attached(effects.now_ms) || ctx.get_flags().contains(ContextFlags::DENY_BLOCKING) {
         return Ok(MissOutcome::AnswerNil);
@@ -73,11 +81,11 @@ pub(crate) fn on_user_miss(effects: &Effects<'_>, bucket: u32, user_id: &[u8]) -
     let mut request = bucket.to_string().into_bytes();
     request.push(b' ');
     request.extend_from_slice(user_id);
-    blocking::publish(ctx, &names.user_reload_channel(), &request)?;
+    waiter_signals::publish(ctx, &names.user_reload_channel(), &request)?;
     COUNTERS.reload_requests.increment();
     // Only the marker: the first restored session creates the index, which would wake the waiter
     // before the rest of the user's sessions are back.
-    blocking::block_on_keys(ctx, &[loaded_marker], effects.settings.miss_timeout_ms)?;
+    blocking::block_on_keys::<Answer>(ctx, &[loaded_marker], effects.settings.miss_timeout_ms)?;
     COUNTERS.waits.increment();
     Ok(MissOutcome::Blocked)
 }

@@ -4,7 +4,7 @@ use crate::error::CommandError;
 use crate::redis_key::{KeyKind, RedisKey};
 use crate::session_id::SessionAddress;
 use crate::settings::keyspace;
-use qsess_record::SessionRecord;
+use qsess_record::{SessionRecord, UserRevocationValue};
 use redis_module::Context;
 
 /// The live record in `key`, or `None` if the key is missing or the session is over by our clock
@@ -35,13 +35,11 @@ pub(crate) fn revoked_with_user(
     let name = keyspace().names.user_revocation(address.bucket, user_id);
     let Some(key) = RedisKey::open_readable(ctx, &name)? else { return Ok(false) };
     let Some(value) = key.string_value()? else { return Ok(false) };
-    let mut words = value.split(|&byte| byte == b' ');
-    let revoked_at_ms: u64 =
-        words.next().and_then(|text| std::str::from_utf8(text).ok()).and_then(|text| text.parse().ok()).unwrap_or(0);
-    let kept = words.next().is_some_and(|except| except == address.handle.as_bytes());
+    let revocation = UserRevocationValue::parse(value);
+    let kept = revocation.except == Some(address.handle.as_bytes());
     // Last activity, not creation: a session active since the revocation (kept with EXCEPT, then
     // rotated, or created in the same millisecond) was live in Redis after it and is not covered.
-    Ok(record.seen_ms < revoked_at_ms && !kept)
+    Ok(record.seen_ms < revocation.at_ms && !kept)
 }
 
 /// Opens a user's index for writing, refusing a key of another type.

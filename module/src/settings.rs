@@ -7,7 +7,7 @@
 use crate::bucket::Buckets;
 use crate::client_ip::IpMode;
 use crate::geo;
-use crate::keys::{validate_prefix, KeyNames};
+use qsess_record::{validate_prefix, KeyNames};
 use redis_module::configuration::{ConfigurationContext, ConfigurationValue};
 use redis_module::{RedisError, RedisString};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};

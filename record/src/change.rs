@@ -11,12 +11,16 @@ use std::borrow::Cow;
 /// What happened to the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChangeOp {
+    /// Created or changed (`set`).
     Set,
+    /// Only the activity changed (`touch`).
     Touch,
+    /// Ended (`del`).
     Delete,
 }
 
 impl ChangeOp {
+    /// The `op` field's value.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeOp::Set => "set",
@@ -40,6 +44,7 @@ pub enum DeleteReason {
 }
 
 impl DeleteReason {
+    /// The `why` field's value.
     pub fn as_str(self) -> &'static str {
         match self {
             DeleteReason::Logout => "logout",
@@ -64,25 +69,63 @@ impl DeleteReason {
 /// than the last version the session had, so "delete rows older than `version`" is the mirror's rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeRecord<'a> {
-    Set { handle: Handle, user: Option<&'a [u8]>, version: u64, record: &'a [u8] },
-    Touch { handle: Handle, user: Option<&'a [u8]>, version: u64, seen_ms: u64, expires_ms: u64 },
-    Delete { handle: Handle, user: Option<&'a [u8]>, version: u64, reason: DeleteReason },
+    /// The session was created or changed: `record` is the whole record, so the mirror never reads
+    /// the session back.
+    Set {
+        /// The session's handle.
+        handle: Handle,
+        /// The owner, when the session has one.
+        user: Option<&'a [u8]>,
+        /// The session's version after the change.
+        version: u64,
+        /// The full encoded record ([`crate::SessionRecord`]).
+        record: &'a [u8],
+    },
+    /// Only the activity changed: the new last activity and expiry.
+    Touch {
+        /// The session's handle.
+        handle: Handle,
+        /// The owner, when the session has one.
+        user: Option<&'a [u8]>,
+        /// The session's version after the change.
+        version: u64,
+        /// The new last activity (ms since the epoch).
+        seen_ms: u64,
+        /// The new expiry (ms since the epoch).
+        expires_ms: u64,
+    },
+    /// The session ended.
+    Delete {
+        /// The session's handle.
+        handle: Handle,
+        /// The owner, when the session had one.
+        user: Option<&'a [u8]>,
+        /// One more than the session's last version (`i64::MAX` when it is unknown).
+        version: u64,
+        /// Why it ended.
+        reason: DeleteReason,
+    },
 }
 
 /// A stream entry that is not a change record of this format.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseChangeError {
     #[error("change record has no `{0}` field")]
+    /// A required field is absent.
     MissingField(&'static str),
     #[error("change record field `{0}` is malformed")]
+    /// A field is present but unreadable.
     BadField(&'static str),
     #[error("unknown change op `{0}`")]
+    /// The `op` field names no known change.
     UnknownOp(String),
     #[error(transparent)]
+    /// The `h` field is not a handle.
     BadHandle(#[from] InvalidHandle),
 }
 
 impl<'a> ChangeRecord<'a> {
+    /// What kind of change this is.
     pub fn op(&self) -> ChangeOp {
         match self {
             ChangeRecord::Set { .. } => ChangeOp::Set,
@@ -91,6 +134,7 @@ impl<'a> ChangeRecord<'a> {
         }
     }
 
+    /// The session the change is about.
     pub fn handle(&self) -> Handle {
         match self {
             ChangeRecord::Set { handle, .. }
@@ -99,6 +143,7 @@ impl<'a> ChangeRecord<'a> {
         }
     }
 
+    /// The version the change carries.
     pub fn version(&self) -> u64 {
         match self {
             ChangeRecord::Set { version, .. }
@@ -107,6 +152,7 @@ impl<'a> ChangeRecord<'a> {
         }
     }
 
+    /// The session's owner, when it has one.
     pub fn user(&self) -> Option<&'a [u8]> {
         match self {
             ChangeRecord::Set { user, .. } | ChangeRecord::Touch { user, .. } | ChangeRecord::Delete { user, .. } => {
@@ -171,14 +217,19 @@ impl<'a> ChangeRecord<'a> {
 /// fields `u`, `at` (ms) and, with `EXCEPT`, `except` (the handle that stays).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRevocation<'a> {
+    /// The user whose sessions end.
     pub user: &'a [u8],
+    /// When (ms since the epoch): sessions last active before it end.
     pub at_ms: u64,
+    /// The session `EXCEPT` kept, if any.
     pub except: Option<Handle>,
 }
 
 impl<'a> UserRevocation<'a> {
+    /// The entry's `op` field.
     pub const OP: &'static str = "revokeuser";
 
+    /// The stream entry's fields, in order.
     pub fn fields(&self) -> Vec<(&'static str, Cow<'a, [u8]>)> {
         let mut fields = vec![
             ("op", Cow::Borrowed(Self::OP.as_bytes())),

@@ -43,10 +43,12 @@ impl Handle {
         Ok(Handle(text))
     }
 
+    /// The handle's 22 base64url characters.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }
 
+    /// The handle's 22 base64url characters, as text.
     pub fn as_str(&self) -> &str {
         // Only base64url characters are ever stored, which are ASCII.
         std::str::from_utf8(&self.0).unwrap_or_default()

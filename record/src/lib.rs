@@ -1,13 +1,16 @@
-//! The formats shared by the qsess module and the qsess-syncd daemon: handles, the session record and
-//! the change record.
+//! The formats shared by the qsess module and the qsess-syncd daemon: handles, the session record,
+//! the change record and the key scheme.
 //!
 //! Nothing here touches Redis or Postgres. The module writes these bytes and the daemon reads them, so
 //! every change to an encoding is a new format version, documented in ARCHITECTURE.md.
+
+#![warn(missing_docs)]
 
 mod change;
 mod device;
 mod device_cache;
 mod handle;
+mod keys;
 mod session;
 mod varint;
 
@@ -15,4 +18,5 @@ pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError, UserRev
 pub use device::{device_summary, MAX_DEVICE_LEN};
 pub use device_cache::cached_device_summary;
 pub use handle::{Handle, InvalidHandle, HANDLE_LEN};
+pub use keys::{validate_prefix, KeyNames, UserRevocationValue, MARKER_VALUE};
 pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1, RECORD_FORMAT_V2};

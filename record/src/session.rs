@@ -23,20 +23,32 @@ const IP_V6: u8 = 6;
 /// `idle_ms == 0` means no idle timeout and `absolute_deadline_ms == 0` means no absolute deadline.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionRecord<'a> {
+    /// Increases with every change; restarts at 1 when an id is used again after it expired.
     pub version: u64,
+    /// When the session was created (ms since the epoch).
     pub created_ms: u64,
+    /// When the session was last written (ms since the epoch).
     pub updated_ms: u64,
+    /// The session's last activity (ms since the epoch).
     pub seen_ms: u64,
+    /// The idle timeout (ms); 0 means none.
     pub idle_ms: u64,
+    /// The absolute deadline (ms since the epoch); 0 means none.
     pub absolute_deadline_ms: u64,
+    /// The owner; `None` for an anonymous session.
     pub user: Option<&'a [u8]>,
+    /// The client address, as the IP mode stores it.
     pub ip: Option<IpAddr>,
+    /// The user agent, as the UA mode stores it.
     pub user_agent: Option<&'a [u8]>,
+    /// The location looked up from the address, if any.
     pub location: Option<&'a [u8]>,
+    /// The country code looked up from the address, if any.
     pub country: Option<&'a [u8]>,
     /// "Firefox 120 on Linux": stored only when the user agent it comes from is not (`qsess.ua-mode none`);
     /// otherwise it is derived from `user_agent` where it is shown.
     pub device: Option<&'a [u8]>,
+    /// The application's session data.
     pub data: &'a [u8],
 }
 
@@ -44,10 +56,13 @@ pub struct SessionRecord<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("empty session record")]
+    /// No bytes at all.
     Empty,
     #[error("session record format {0} is not supported (this build reads formats {RECORD_FORMAT_V1} and {RECORD_FORMAT_V2})")]
+    /// A format byte this build does not read.
     UnknownFormat(u8),
     #[error("session record is truncated or corrupt")]
+    /// Bytes that do not decode as the format says.
     Corrupt,
 }
 

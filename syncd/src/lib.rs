@@ -85,19 +85,17 @@ pub async fn run(config: RunConfig, shutdown: impl Future<Output = ()> + Send + 
 
 /// Applies migrations, waiting out a Postgres that is not reachable yet. `false` if shutdown came first.
 async fn migrate_when_reachable(config: &RunConfig, mut shutdown: Shutdown) -> Result<bool, Error> {
-    let mut backoff = retry::Backoff::new(config.retry.clone());
-    loop {
-        match migrations::migrate(&config.database_url).await {
-            Ok(_) => return Ok(true),
-            Err(error) if error.is_retryable() => {
-                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "postgres is not reachable yet; retrying");
-                if !backoff.wait(&mut shutdown).await {
-                    return Ok(false);
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    let migrated = retry::retry_until_shutdown(
+        &config.retry,
+        &mut shutdown,
+        &mut (),
+        async |_: &mut ()| migrations::migrate(&config.database_url).await,
+        |_, error, attempt| {
+            tracing::warn!(error = %crate::error::chain(error), attempt, "postgres is not reachable yet; retrying");
+        },
+    )
+    .await?;
+    Ok(migrated.is_some())
 }
 
 async fn purge_periodically(config: RunConfig, mut shutdown: Shutdown) {

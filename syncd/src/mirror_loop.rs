@@ -8,7 +8,7 @@ use crate::change_batch::FoldedBatch;
 use crate::config::RunConfig;
 use crate::error::Error;
 use crate::mirror_sink::Mirror;
-use crate::retry::Backoff;
+use crate::retry::{self, Backoff};
 use crate::shutdown::Shutdown;
 use crate::stream_entry::{EntryId, StreamEntry};
 use crate::stream_source::{ChangeStreams, READ_BLOCK};
@@ -232,40 +232,35 @@ async fn commit(
     stream_names: &[String],
     batch: &FoldedBatch,
 ) -> Result<(), Error> {
-    let mut backoff = Backoff::new(config.retry.clone());
-    loop {
-        match mirror.apply(batch, stream_names).await {
-            Ok(outcome) => {
-                if outcome.rejected > 0 {
-                    metrics::counter!("qsess_syncd_rejected_changes_total").increment(outcome.rejected as u64);
-                    tracing::error!(rejected = outcome.rejected, "changes recorded in qsess.rejected_changes");
-                }
-                return Ok(());
-            }
-            Err(error) if error.is_retryable() => {
-                mirror.reset();
-                metrics::counter!("qsess_syncd_retries_total", "target" => "postgres").increment(1);
-                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "writing to postgres failed; retrying");
-                // Shutdown does not cut this short: the batch is read and must be committed first.
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            Err(error) => return Err(error),
-        }
+    // Shutdown does not cut the retries short: the batch is read and must be committed first.
+    let outcome = retry::retry_through_shutdown(
+        &config.retry,
+        mirror,
+        async |mirror: &mut Mirror| mirror.apply(batch, stream_names).await,
+        |mirror, error, attempt| {
+            mirror.reset();
+            metrics::counter!("qsess_syncd_retries_total", "target" => "postgres").increment(1);
+            tracing::warn!(error = %crate::error::chain(error), attempt, "writing to postgres failed; retrying");
+        },
+    )
+    .await?;
+    if outcome.rejected > 0 {
+        metrics::counter!("qsess_syncd_rejected_changes_total").increment(outcome.rejected as u64);
+        tracing::error!(rejected = outcome.rejected, "changes recorded in qsess.rejected_changes");
     }
+    Ok(())
 }
 
 async fn acknowledge(config: &RunConfig, streams: &mut ChangeStreams, entries: &[StreamEntry]) -> Result<(), Error> {
-    let mut backoff = Backoff::new(config.retry.clone());
-    loop {
-        match streams.ack(entries).await {
-            Ok(()) => return Ok(()),
-            Err(error) if error.is_retryable() => {
-                streams.reset();
-                metrics::counter!("qsess_syncd_retries_total", "target" => "redis").increment(1);
-                tracing::warn!(error = %crate::error::chain(&error), attempt = backoff.attempts(), "acknowledging failed; retrying");
-                tokio::time::sleep(backoff.next_delay()).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
+    retry::retry_through_shutdown(
+        &config.retry,
+        streams,
+        async |streams: &mut ChangeStreams| streams.ack(entries).await,
+        |streams, error, attempt| {
+            streams.reset();
+            metrics::counter!("qsess_syncd_retries_total", "target" => "redis").increment(1);
+            tracing::warn!(error = %crate::error::chain(error), attempt, "acknowledging failed; retrying");
+        },
+    )
+    .await
 }

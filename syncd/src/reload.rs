@@ -270,7 +270,7 @@ async fn serve(
     }
     // Subscribe before attaching, so that no BYUSER asks while nobody listens.
     let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(format!("{}:reload-user", layout.prefix)).await?;
+    pubsub.subscribe(layout.user_reload_channel()).await?;
     let users = AbortOnDrop(tokio::spawn(answer_user_requests(
         pubsub,
         connection.clone(),

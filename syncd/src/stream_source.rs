@@ -6,6 +6,7 @@
 
 use crate::error::Error;
 use crate::stream_entry::{EntryId, StreamEntry};
+use qsess_record::KeyNames;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use std::time::Duration;
@@ -21,16 +22,26 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The module's key names under this prefix (`qsess_record::KeyNames`, the one key scheme).
+    pub fn key_names(&self) -> KeyNames {
+        KeyNames::new(&self.prefix)
+    }
+
     pub fn change_stream(&self, bucket: u32) -> String {
-        format!("{}:{{{bucket}}}:chg", self.prefix)
+        text_of_name(self.key_names().change_stream(bucket))
     }
 
     pub fn miss_stream(&self, bucket: u32) -> String {
-        format!("{}:{{{bucket}}}:miss", self.prefix)
+        text_of_name(self.key_names().miss_stream(bucket))
     }
 
     pub fn session_pattern(&self, bucket: u32) -> String {
-        format!("{}:{{{bucket}}}:s:*", self.prefix)
+        text_of_name(self.key_names().session_pattern(bucket))
+    }
+
+    /// The Pub/Sub channel on which `QSESS.BYUSER` asks for a user's reload.
+    pub fn user_reload_channel(&self) -> String {
+        text_of_name(self.key_names().user_reload_channel())
     }
 
     /// Reads `qsess.prefix` and `qsess.buckets` from the server.
@@ -42,6 +53,11 @@ impl Layout {
             .map_err(|_| Error::UnexpectedReply(format!("qsess.buckets is '{buckets}', not a number")))?;
         Ok(Layout { prefix, buckets })
     }
+}
+
+/// Names built from the prefix alone are text: the prefix comes from `CONFIG GET`, a string.
+fn text_of_name(name: Vec<u8>) -> String {
+    String::from_utf8_lossy(&name).into_owned()
 }
 
 async fn config_value(connection: &mut MultiplexedConnection, name: &str) -> Result<String, Error> {
@@ -352,6 +368,8 @@ mod tests {
         let layout = Layout { prefix: "qs".into(), buckets: 2 };
         assert_eq!(layout.change_stream(1), "qs:{1}:chg");
         assert_eq!(layout.session_pattern(0), "qs:{0}:s:*");
+        assert_eq!(layout.miss_stream(1), "qs:{1}:miss");
+        assert_eq!(layout.user_reload_channel(), "qs:reload-user");
     }
 }
 

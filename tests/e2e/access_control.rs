@@ -2,8 +2,9 @@
 //! session commands only; key patterns apply to the keys qsess really writes; the internal commands
 //! need the daemon's recipe; and nothing a refusal records holds a raw session id.
 
-use crate::commands_support::{send_command_expecting_success, send_command_words, server_clock_ms};
-use crate::geo_support::handle_of;
+use crate::support::commands::{send_command_expecting_success, send_command_words};
+use crate::support::server_clock::server_clock_ms;
+use crate::support::session_keys::{bucket_key_prefix, handle_of};
 use qsess_record::SessionRecord;
 use qsess_tests::{RedisServer, ServerName};
 use redis::{Connection, Value};
@@ -155,7 +156,7 @@ fn key_patterns_apply_to_the_keys_qsess_writes_not_to_the_ids() {
     // The refusals are in ACL LOG under the derived key names, never the raw id.
     let log: Value = redis::cmd("ACL").arg("LOG").query(&mut admin).unwrap();
     let text = format!("{log:?}");
-    assert!(text.contains("qs:{0}:"), "ACL LOG should name the derived keys: {text}");
+    assert!(text.contains(&bucket_key_prefix(0)), "ACL LOG should name the derived keys: {text}");
     assert!(!text.contains("raw-secret"), "ACL LOG holds the raw id: {text}");
 
     // A pattern that grants the qsess keys works, whatever the ids look like.

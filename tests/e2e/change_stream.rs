@@ -1,14 +1,13 @@
-//! The change stream `qs:{0}:chg`: one entry per change, with the documented fields in order,
+//! The change stream of bucket 0: one entry per change, with the documented fields in order,
 //! records that decode to what GET shows, versions that count changes, and increasing ids.
 
-use crate::commands_support::{
-    handle_text_of_session_id, send_command_expecting_success, wait_for_the_next_server_millisecond,
-};
+use crate::support::commands::send_command_expecting_success;
+use crate::support::qsess_client::QsessClient;
+use crate::support::server_clock::wait_for_the_next_server_millisecond;
+use crate::support::session_keys::{change_stream_key, handle_of};
 use qsess_record::{ChangeRecord, Handle, SessionRecord, UserRevocation};
 use qsess_tests::RedisServer;
 use redis::{Connection, Value};
-
-const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
 
 /// One raw stream entry: its id and its field/value pairs in stream order.
 type RawStreamEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
@@ -16,7 +15,7 @@ type RawStreamEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
 /// Every entry of the stream: per-session change records and `revokeuser` entries alike.
 fn every_raw_stream_entry_of_any_kind(con: &mut Connection) -> Vec<RawStreamEntry> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(CHANGE_STREAM_KEY).arg("-").arg("+").query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
     entries
         .into_iter()
         .map(|(id, flat)| (id, flat.chunks_exact(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()))
@@ -44,23 +43,12 @@ fn field_names_of(entry: &RawStreamEntry) -> Vec<String> {
     entry.1.iter().map(|(field, _)| String::from_utf8(field.clone()).unwrap()).collect()
 }
 
-/// QSESS.GET sid NOTOUCH over RESP2, as (field, value) pairs in reply order.
-fn get_without_touch_as_pairs(con: &mut Connection, session_id: &str) -> Vec<(String, Value)> {
-    let flat: Vec<Value> = redis::cmd("QSESS.GET").arg(session_id).arg("NOTOUCH").query(con).unwrap();
-    assert!(!flat.is_empty(), "{session_id} is not live");
-    flat.chunks_exact(2)
-        .map(|pair| (redis::from_redis_value_ref::<String>(&pair[0]).unwrap(), pair[1].clone()))
-        .collect()
-}
-
 /// What GET would show for `record`, built from the decoded record, in the documented field order.
 fn expected_get_reply_for_record(session_id: &str, record: &SessionRecord<'_>) -> Vec<(String, Value)> {
     let bytes = |value: &[u8]| Value::BulkString(value.to_vec());
     let number = |value: u64| Value::Int(value as i64);
-    let mut pairs = vec![
-        ("handle".to_owned(), bytes(handle_text_of_session_id(session_id).as_bytes())),
-        ("data".to_owned(), bytes(record.data)),
-    ];
+    let mut pairs =
+        vec![("handle".to_owned(), bytes(handle_of(session_id).as_bytes())), ("data".to_owned(), bytes(record.data))];
     let optional = [
         ("user", record.user.map(<[u8]>::to_vec)),
         ("ip", record.ip.map(|address| address.to_string().into_bytes())),
@@ -112,7 +100,7 @@ fn every_operation_writes_an_entry_with_the_documented_fields_in_order() {
     send_command_expecting_success(&mut con, &["QSESS.ROTATE", "owned", "owned-2"]);
     send_command_expecting_success(&mut con, &["QSESS.SET", "other", "USER", "42", "LIMIT", "1"]);
     send_command_expecting_success(&mut con, &["QSESS.SET", "third", "USER", "42"]);
-    send_command_expecting_success(&mut con, &["QSESS.REVOKE", "42", &handle_text_of_session_id("third")]);
+    send_command_expecting_success(&mut con, &["QSESS.REVOKE", "42", &handle_of("third")]);
     send_command_expecting_success(&mut con, &["QSESS.REVOKEUSER", "42"]);
     send_command_expecting_success(&mut con, &["QSESS.DEL", "guest"]);
 
@@ -172,13 +160,13 @@ fn set_entries_carry_a_record_that_decodes_to_what_get_shows() {
         };
         let record = SessionRecord::decode(record).unwrap_or_else(|e| panic!("{words:?}: record does not decode: {e}"));
         let session_id = words[1];
-        assert_eq!(handle.to_string(), handle_text_of_session_id(session_id));
+        assert_eq!(handle.to_string(), handle_of(session_id));
         assert_eq!((user, entry_version), (record.user, record.version), "{words:?}: entry and record disagree");
         assert_eq!(Value::Int(record.version as i64), version, "{words:?}: reply is not the record's version");
-        let shown = get_without_touch_as_pairs(&mut con, session_id);
+        let shown = QsessClient::new(&mut con).get_without_touch(session_id).expect("the session is live");
         assert_eq!(shown, expected_get_reply_for_record(session_id, &record), "{words:?}");
     }
-    let shown = get_without_touch_as_pairs(&mut con, "decoded");
+    let shown = QsessClient::new(&mut con).get_without_touch("decoded").expect("the session is live");
     let ip = shown.iter().find(|(name, _)| name == "ip").map(|(_, value)| value.clone());
     assert_eq!(ip, Some(Value::BulkString(b"2001:db8::1".to_vec())));
 }
@@ -197,7 +185,7 @@ fn versions_increase_by_one_per_change_of_a_session() {
     send_command_expecting_success(&mut con, &["QSESS.PEEK", "counted"]);
     wait_for_the_next_server_millisecond(&mut con);
     assert_eq!(send_command_expecting_success(&mut con, &["QSESS.TOUCH", "counted"]), Value::Int(1));
-    let shown = get_without_touch_as_pairs(&mut con, "counted");
+    let shown = QsessClient::new(&mut con).get_without_touch("counted").expect("the session is live");
     let touch = every_raw_stream_entry(&mut con).last().and_then(version_seen_and_expiry_of_touch);
     let field = |name: &str| shown.iter().find(|(field, _)| field == name).map(|(_, value)| value.clone()).unwrap();
     let Some((5, seen, expires)) = touch else { panic!("the last entry is not the touch of version 5: {touch:?}") };

@@ -12,7 +12,7 @@ use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use redis::{Connection, Value};
 
 /// Fixed, so a failure replays exactly; change it to explore further.

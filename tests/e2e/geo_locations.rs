@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use qsess_tests::{eventually, RedisServer};
 
-use crate::geo_support::{
-    byuser_meta, config_get, config_set, field, fixture, fixture_copy_dir, handle_of, install_by_rename, place, set,
-    ASN_DB, CITY_DB, COUNTRY_DB, FIREFOX_DEVICE, FIREFOX_UA,
+use crate::support::geo::{
+    byuser_meta, config_get, config_set, field, fixture, fixture_copy_dir, install_by_rename, place, set, ASN_DB,
+    CITY_DB, COUNTRY_DB, FIREFOX_DEVICE, FIREFOX_UA,
 };
+use crate::support::session_keys::handle_of;
 
 fn some(text: &str) -> Option<String> {
     Some(text.to_owned())
@@ -223,7 +224,7 @@ fn device_summaries_appear_where_sessions_are_listed() {
     let sessions = byuser_meta(&mut con, "7");
     assert_eq!(field(&sessions[&handle_of("desktop")], "device").as_deref(), Some(FIREFOX_DEVICE));
     assert_eq!(field(&sessions[&handle_of("script")], "device"), None, "an unrecognised agent has no device");
-    let peeked = crate::geo_support::peek(&mut con, "desktop");
+    let peeked = crate::support::geo::peek(&mut con, "desktop");
     assert_eq!(field(&peeked, "device").as_deref(), Some(FIREFOX_DEVICE));
     assert_eq!(field(&peeked, "ua").as_deref(), Some(FIREFOX_UA));
 }

@@ -4,32 +4,13 @@
 
 use std::time::Duration;
 
-use qsess_syncd::RunConfig;
-use qsess_tests::{eventually, shared_cluster, InProcessSyncd, PgDatabase, RedisServer};
+use qsess_tests::eventually;
 
-use crate::geo_support::{
-    config_set, fixture, handle_of, set, CITY_DB, COUNTRY_DB, FIREFOX_DEVICE, FIREFOX_UA, IPHONE_DEVICE, IPHONE_UA,
+use crate::support::geo::{
+    config_set, fixture, set, CITY_DB, COUNTRY_DB, FIREFOX_DEVICE, FIREFOX_UA, IPHONE_DEVICE, IPHONE_UA,
 };
-
-/// A Redis with the module, a fresh database and the daemon between them; the daemon stops first.
-struct Mirrored {
-    _daemon: InProcessSyncd,
-    redis: RedisServer,
-    db: PgDatabase,
-}
-
-fn mirrored(module_args: &[(&str, String)]) -> Mirrored {
-    let mut builder = RedisServer::builder();
-    for (name, value) in module_args {
-        builder = builder.module_arg(name, value);
-    }
-    let redis = builder.start();
-    let db = shared_cluster().fresh_database();
-    let mut config = RunConfig::new(redis.url(), db.url());
-    config.batch.max_wait = Duration::from_millis(5);
-    let daemon = InProcessSyncd::start(config);
-    Mirrored { _daemon: daemon, redis, db }
-}
+use crate::support::mirror::mirrored;
+use crate::support::session_keys::handle_of;
 
 /// The columns this feature fills: (ip as text, user_agent, location, country, device).
 type GeoColumns = (Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
@@ -61,7 +42,7 @@ fn columns_at_version(client: &mut postgres::Client, sid: &str, version: i64) ->
 
 #[test]
 fn the_mirror_carries_locations_and_devices_from_a_city_database() {
-    let mirrored = mirrored(&[("geoip-db", fixture(CITY_DB))]);
+    let mirrored = mirrored(&[("geoip-db", &fixture(CITY_DB))]);
     let mut con = mirrored.redis.connection();
     let mut client = mirrored.db.client();
 
@@ -103,7 +84,7 @@ fn the_mirror_carries_locations_and_devices_from_a_city_database() {
 
 #[test]
 fn the_mirror_carries_countries_from_a_country_database() {
-    let mirrored = mirrored(&[("geoip-db", fixture(COUNTRY_DB))]);
+    let mirrored = mirrored(&[("geoip-db", &fixture(COUNTRY_DB))]);
     let mut con = mirrored.redis.connection();
     let mut client = mirrored.db.client();
     let v = set(&mut con, "v4", &["IP", "::ffff:203.0.113.7"]);
@@ -114,7 +95,7 @@ fn the_mirror_carries_countries_from_a_country_database() {
 
 #[test]
 fn the_mirror_holds_only_what_the_privacy_modes_keep() {
-    let mirrored = mirrored(&[("geoip-db", fixture(CITY_DB)), ("ip-mode", "truncated".to_owned())]);
+    let mirrored = mirrored(&[("geoip-db", &fixture(CITY_DB)), ("ip-mode", "truncated")]);
     let mut con = mirrored.redis.connection();
     let mut client = mirrored.db.client();
 

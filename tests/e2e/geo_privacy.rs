@@ -6,10 +6,11 @@
 use qsess_record::{RECORD_FORMAT_V1, RECORD_FORMAT_V2};
 use qsess_tests::RedisServer;
 
-use crate::geo_support::{
-    byuser_meta, config_set, decoded, field, fixture, handle_of, peek, place, set, streamed_records, CITY_DB,
-    FIREFOX_DEVICE, FIREFOX_UA, IPHONE_DEVICE, IPHONE_UA,
+use crate::support::geo::{
+    byuser_meta, config_set, decoded, field, fixture, peek, place, set, streamed_records, CITY_DB, FIREFOX_DEVICE,
+    FIREFOX_UA, IPHONE_DEVICE, IPHONE_UA,
 };
+use crate::support::session_keys::handle_of;
 
 fn some(text: &str) -> Option<String> {
     Some(text.to_owned())

@@ -1,22 +1,20 @@
 //! QSESS.GET, QSESS.PEEK and QSESS.TOUCH: the reply layout, misses, and when reading a session
 //! records activity (the debounced touch) and when it writes nothing at all.
 
-use std::time::Duration;
-
-use crate::commands_support::{
-    qsess_set_or_panic, record_reply_fields_in_order, server_clock_ms, session_field_integer, session_field_text,
-    snapshot_of_every_key_dump_and_expiry,
+use crate::support::commands::{
+    qsess_set_or_panic, session_field_integer, session_field_text, snapshot_of_every_key_dump_and_expiry,
 };
+use crate::support::qsess_client::ordered_record_fields;
+use crate::support::server_clock::{server_clock_ms, wait_until_server_clock_is_past};
+use crate::support::session_keys::{change_stream_key, session_key, session_key_of, user_index_key_of};
 use qsess_record::{ChangeRecord, Handle};
-use qsess_tests::{eventually, RedisServer};
+use qsess_tests::RedisServer;
 use redis::{Connection, Value};
-
-const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
 
 /// A record reply (RESP2 flat array) as ordered (field, value) pairs, or `None` for nil.
 fn record_reply_as_ordered_fields(con: &mut Connection, command: &str, args: &[&str]) -> Option<Vec<(String, Value)>> {
     let reply = redis::cmd(command).arg(args).query::<Value>(con).unwrap();
-    record_reply_fields_in_order(reply, command)
+    ordered_record_fields(reply, command)
 }
 
 fn field_names_in_order(fields: &[(String, Value)]) -> Vec<&str> {
@@ -24,31 +22,14 @@ fn field_names_in_order(fields: &[(String, Value)]) -> Vec<&str> {
 }
 
 fn change_stream_length(con: &mut Connection) -> i64 {
-    redis::cmd("XLEN").arg(CHANGE_STREAM_OF_BUCKET_ZERO).query(con).unwrap()
+    redis::cmd("XLEN").arg(change_stream_key(0)).query(con).unwrap()
 }
 
 fn last_change_stream_entry_fields(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let entries: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
-        .arg(CHANGE_STREAM_OF_BUCKET_ZERO)
-        .arg("+")
-        .arg("-")
-        .arg("COUNT")
-        .arg(1)
-        .query(con)
-        .unwrap();
+    let entries: Vec<(String, Vec<Vec<u8>>)> =
+        redis::cmd("XREVRANGE").arg(change_stream_key(0)).arg("+").arg("-").arg("COUNT").arg(1).query(con).unwrap();
     let (_, flat) = entries.into_iter().next().expect("the change stream has an entry");
     flat.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect()
-}
-
-fn wait_until_server_clock_reaches(con: &mut Connection, ms: i64) {
-    eventually(Duration::from_secs(2), "the server clock to advance", || {
-        let now = server_clock_ms(con);
-        if now >= ms {
-            Ok(())
-        } else {
-            Err(format!("server clock {now} < {ms}"))
-        }
-    });
 }
 
 fn server_with_touch_granularity_zero() -> RedisServer {
@@ -125,7 +106,7 @@ fn peek_and_get_notouch_write_nothing_even_when_a_touch_is_due() {
     let mut con = server.connection();
     qsess_set_or_panic(&mut con, &["s1", "USER", "u1", "DATA", "d"]);
     let original = record_reply_as_ordered_fields(&mut con, "QSESS.PEEK", &["s1"]).unwrap();
-    wait_until_server_clock_reaches(&mut con, session_field_integer(&original, "seen") + 2);
+    wait_until_server_clock_is_past(&mut con, session_field_integer(&original, "seen") + 1);
     let before = snapshot_of_every_key_dump_and_expiry(&mut con);
     for _ in 0..3 {
         assert_eq!(record_reply_as_ordered_fields(&mut con, "QSESS.PEEK", &["s1"]).as_ref(), Some(&original));
@@ -145,10 +126,10 @@ fn get_with_zero_granularity_records_activity_everywhere() {
     let mut con = server.connection();
     qsess_set_or_panic(&mut con, &["s1", "USER", "u1", "IDLE", "60000"]);
     let handle = Handle::from_session_id(b"s1");
-    let record_key = format!("qs:{{0}}:s:{handle}");
+    let record_key = session_key(0, &handle);
     let original = record_reply_as_ordered_fields(&mut con, "QSESS.PEEK", &["s1"]).unwrap();
     let old_seen = session_field_integer(&original, "seen");
-    wait_until_server_clock_reaches(&mut con, old_seen + 2);
+    wait_until_server_clock_is_past(&mut con, old_seen + 1);
 
     let touched = record_reply_as_ordered_fields(&mut con, "QSESS.GET", &["s1"]).unwrap();
     let seen = session_field_integer(&touched, "seen");
@@ -166,11 +147,11 @@ fn get_with_zero_granularity_records_activity_everywhere() {
         ChangeRecord::Touch { handle, user: Some(b"u1"), version: 2, seen_ms: seen as u64, expires_ms: expires as u64 };
     assert_eq!(ChangeRecord::parse(&pairs).unwrap(), expected);
 
-    let score: i64 = redis::cmd("ZSCORE").arg("qs:{0}:u:u1").arg(handle.as_str()).query(&mut con).unwrap();
+    let score: i64 = redis::cmd("ZSCORE").arg(user_index_key_of("u1")).arg(handle.as_str()).query(&mut con).unwrap();
     assert_eq!(score, expires, "the index member is re-scored with the new expiry");
     let record_expire_time: i64 = redis::cmd("PEXPIRETIME").arg(&record_key).query(&mut con).unwrap();
     assert_eq!(record_expire_time, expires, "the record key's expiry slides");
-    let index_expire_time: i64 = redis::cmd("PEXPIRETIME").arg("qs:{0}:u:u1").query(&mut con).unwrap();
+    let index_expire_time: i64 = redis::cmd("PEXPIRETIME").arg(user_index_key_of("u1")).query(&mut con).unwrap();
     assert!(index_expire_time >= expires, "index expires at {index_expire_time}, before its member {expires}");
 }
 
@@ -182,7 +163,7 @@ fn get_with_default_granularity_writes_nothing_on_repeated_reads() {
     let before = snapshot_of_every_key_dump_and_expiry(&mut con);
     let mut previous_clock = server_clock_ms(&mut con);
     for _ in 0..5 {
-        wait_until_server_clock_reaches(&mut con, previous_clock + 2);
+        wait_until_server_clock_is_past(&mut con, previous_clock + 1);
         previous_clock = server_clock_ms(&mut con);
         let fields = record_reply_as_ordered_fields(&mut con, "QSESS.GET", &["s1"]).unwrap();
         assert_eq!(session_field_integer(&fields, "ver"), 1);
@@ -204,7 +185,7 @@ fn a_short_idle_timeout_caps_the_touch_interval_at_half_of_it() {
     if server_clock_ms(&mut con) < seen + 200 {
         assert_eq!(session_field_integer(&early, "ver"), 1, "a read within idle/2 must not write");
     }
-    wait_until_server_clock_reaches(&mut con, seen + 200);
+    wait_until_server_clock_is_past(&mut con, seen + 199);
     let late =
         record_reply_as_ordered_fields(&mut con, "QSESS.GET", &["short"]).expect("still within the idle timeout");
     assert_eq!(
@@ -221,7 +202,7 @@ fn touch_replies_one_for_a_live_session_and_records_activity() {
     let mut con = server.connection();
     qsess_set_or_panic(&mut con, &["s1", "DATA", "d"]);
     let original = record_reply_as_ordered_fields(&mut con, "QSESS.PEEK", &["s1"]).unwrap();
-    wait_until_server_clock_reaches(&mut con, session_field_integer(&original, "seen") + 2);
+    wait_until_server_clock_is_past(&mut con, session_field_integer(&original, "seen") + 1);
     let touched: i64 = redis::cmd("QSESS.TOUCH").arg("s1").query(&mut con).unwrap();
     assert_eq!(touched, 1);
     let after = record_reply_as_ordered_fields(&mut con, "QSESS.PEEK", &["s1"]).unwrap();
@@ -237,7 +218,7 @@ fn touch_replies_one_for_a_live_session_and_records_activity() {
 fn an_unreadable_record_is_reported_and_can_be_deleted_with_del_as_the_error_advises() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
-    let record_key = format!("qs:{{0}}:s:{}", Handle::from_session_id(b"corrupt"));
+    let record_key = session_key_of("corrupt");
     redis::cmd("SET").arg(&record_key).arg("not a qsess record").exec(&mut con).unwrap();
     let before = snapshot_of_every_key_dump_and_expiry(&mut con);
     for (command, args) in
@@ -261,7 +242,7 @@ fn an_unreadable_record_is_reported_and_can_be_deleted_with_del_as_the_error_adv
 fn watch_survives(server: &RedisServer, session_id: &str, read: &[&str]) -> bool {
     let mut watcher = server.connection();
     let mut reader = server.connection();
-    let record_key = format!("qs:{{0}}:s:{}", Handle::from_session_id(session_id.as_bytes()));
+    let record_key = session_key(0, &Handle::from_session_id(session_id.as_bytes()));
     redis::cmd("WATCH").arg(&record_key).query::<()>(&mut watcher).unwrap();
     redis::cmd(read[0]).arg(&read[1..]).query::<Value>(&mut reader).unwrap();
     redis::cmd("MULTI").query::<()>(&mut watcher).unwrap();
@@ -286,6 +267,6 @@ fn a_read_that_records_no_activity_does_not_abort_a_watch_on_the_session() {
     let mut con = touching.connection();
     qsess_set_or_panic(&mut con, &["s1", "USER", "u1"]);
     let written_at = server_clock_ms(&mut con);
-    wait_until_server_clock_reaches(&mut con, written_at + 2);
+    wait_until_server_clock_is_past(&mut con, written_at + 1);
     assert!(!watch_survives(&touching, "s1", &["QSESS.GET", "s1"]), "a GET that records activity writes the record");
 }

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use crate::commands_support::{
-    send_command_expecting_success, send_command_words, server_clock_ms, snapshot_of_every_key_dump_and_expiry,
+use crate::support::commands::{
+    send_command_expecting_success, send_command_words, snapshot_of_every_key_dump_and_expiry,
 };
-use crate::geo_support::handle_of;
+use crate::support::server_clock::server_clock_ms;
+use crate::support::session_keys::{change_stream_key, handle_of, user_revocation_key};
 use qsess_record::SessionRecord;
 use qsess_tests::RedisServer;
 use redis::{Connection, Value};
@@ -89,7 +90,7 @@ fn revokeuser_with_a_foreign_revocation_key_refuses_before_ending_sessions() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
     send_command_expecting_success(&mut con, &["QSESS.SET", "revoked-later-0001", "USER", "42"]);
-    send_command_expecting_success(&mut con, &["LPUSH", "qs:{0}:r:42", "not a revocation time"]);
+    send_command_expecting_success(&mut con, &["LPUSH", &user_revocation_key(0, "42"), "not a revocation time"]);
     let before = snapshot_of_every_key_dump_and_expiry(&mut con);
     let error = send_command_words(&mut con, &["QSESS.REVOKEUSER", "42"]).expect_err("foreign r: key");
     assert_eq!(error.code(), Some("WRONGTYPE"), "{error}");
@@ -103,7 +104,7 @@ fn an_exhausted_change_stream_refuses_writes_without_writing_half() {
     let mut con = server.connection();
     send_command_expecting_success(&mut con, &["QSESS.SET", "existing-session-01", "USER", "42"]);
     let max_id = "18446744073709551615-18446744073709551615";
-    send_command_expecting_success(&mut con, &["XADD", "qs:{0}:chg", max_id, "f", "v"]);
+    send_command_expecting_success(&mut con, &["XADD", &change_stream_key(0), max_id, "f", "v"]);
     let before = snapshot_of_every_key_dump_and_expiry(&mut con);
     for words in [
         &["QSESS.SET", "fresh-session-0001", "USER", "42", "DATA", "x"][..],

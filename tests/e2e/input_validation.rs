@@ -6,21 +6,23 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::commands_support::{qsess_set_or_panic, record_key_of_session_id};
+use crate::support::commands::qsess_set_or_panic;
+use crate::support::server_clock::wait_until_server_clock_is_past;
+use crate::support::session_keys::{change_stream_key, session_key_of, user_index_key_of};
 use qsess_record::Handle;
-use qsess_tests::{eventually, RedisServer};
+use qsess_tests::RedisServer;
 use redis::{Connection, Value};
 
 const IP_ACCEPTED: &str = "; accepted: an IPv4 or IPv6 address such as 203.0.113.7 or 2001:db8::1";
 const TIMEOUT_RANGE: &str = "must be an integer from 0 to 316224000000";
 
-/// DBSIZE, XLEN of `qs:{0}:chg`, and every key with its type, DUMP payload and absolute expiry.
+/// DBSIZE, XLEN of bucket 0's change stream, and every key with its type, DUMP payload and absolute expiry.
 type KeyspaceSnapshot = (i64, i64, BTreeMap<Vec<u8>, (String, Vec<u8>, i64)>);
 
 fn snapshot_of_dbsize_stream_length_and_every_key(con: &mut Connection) -> KeyspaceSnapshot {
     let dbsize: i64 = redis::cmd("DBSIZE").query(con).unwrap();
     // -1 when not a stream (the WRONGTYPE test puts a list there).
-    let stream_length: i64 = redis::cmd("XLEN").arg("qs:{0}:chg").query(con).unwrap_or(-1);
+    let stream_length: i64 = redis::cmd("XLEN").arg(change_stream_key(0)).query(con).unwrap_or(-1);
     let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(con).unwrap();
     let every_key = keys
         .into_iter()
@@ -66,18 +68,6 @@ fn peek_integer_field(con: &mut Connection, sid: &str, name: &str) -> i64 {
         Some(Value::Int(number)) => *number,
         other => panic!("no integer field {name} in {flat:?}: {other:?}"),
     }
-}
-
-fn wait_until_server_clock_passes(con: &mut Connection, ms: i64) {
-    eventually(Duration::from_secs(2), "the server clock to advance", || {
-        let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-        let now = seconds * 1000 + micros / 1000;
-        if now > ms {
-            Ok(())
-        } else {
-            Err(format!("server clock {now} <= {ms}"))
-        }
-    });
 }
 
 fn qsess_panic_count(con: &mut Connection) -> String {
@@ -198,7 +188,7 @@ fn refusals_that_depend_on_stored_state_write_nothing() {
 
     qsess_set_or_panic(&mut con, &["aging", "USER", "u1"]);
     let created = peek_integer_field(&mut con, "aging", "created");
-    wait_until_server_clock_passes(&mut con, created + 2);
+    wait_until_server_clock_is_past(&mut con, created + 2);
     let over = "ERR the timeouts given end the session before now; use QSESS.DEL to end it";
     refused_with_text_args(&mut con, "QSESS.SET", &["aging", "ABSOLUTE", "1"], over);
 }
@@ -260,7 +250,7 @@ fn a_non_string_at_a_session_record_key_is_wrongtype_for_every_command() {
     let server = RedisServer::builder().module_arg("touch-granularity-ms", 0).start();
     let mut con = server.connection();
     qsess_set_or_panic(&mut con, &["live", "USER", "u1"]);
-    let hijacked_key = record_key_of_session_id("hijacked");
+    let hijacked_key = session_key_of("hijacked");
     redis::cmd("HSET").arg(&hijacked_key).arg("field").arg("value").exec(&mut con).unwrap();
     let expected = format!("WRONGTYPE key {hijacked_key} holds a value of the wrong kind for qsess");
     for (command, args) in [
@@ -285,10 +275,10 @@ fn a_non_zset_at_a_user_index_key_is_wrongtype_for_every_command_that_uses_it() 
     qsess_set_or_panic(&mut con, &["owned", "USER", "42"]);
     let handle = Handle::from_session_id(b"owned").to_string();
     let seen = peek_integer_field(&mut con, "owned", "seen");
-    wait_until_server_clock_passes(&mut con, seen);
-    redis::cmd("DEL").arg("qs:{0}:u:42").exec(&mut con).unwrap();
-    redis::cmd("SET").arg("qs:{0}:u:42").arg("not an index").exec(&mut con).unwrap();
-    let expected = "WRONGTYPE key qs:{0}:u:42 holds a value of the wrong kind for qsess";
+    wait_until_server_clock_is_past(&mut con, seen);
+    redis::cmd("DEL").arg(user_index_key_of("42")).exec(&mut con).unwrap();
+    redis::cmd("SET").arg(user_index_key_of("42")).arg("not an index").exec(&mut con).unwrap();
+    let expected = format!("WRONGTYPE key {} holds a value of the wrong kind for qsess", user_index_key_of("42"));
     for (command, args) in [
         ("QSESS.SET", &["newcomer", "USER", "42"][..]),
         ("QSESS.NEW", &["USER", "42"]),
@@ -303,7 +293,7 @@ fn a_non_zset_at_a_user_index_key_is_wrongtype_for_every_command_that_uses_it() 
         ("QSESS.REVOKEUSER", &["42"]),
         ("QSESS.REVOKE", &["42", &handle]),
     ] {
-        refused_with_text_args(&mut con, command, args, expected);
+        refused_with_text_args(&mut con, command, args, &expected);
     }
 }
 
@@ -313,11 +303,11 @@ fn a_non_stream_at_the_change_stream_key_is_wrongtype_for_every_writing_command(
     let mut con = server.connection();
     qsess_set_or_panic(&mut con, &["live", "USER", "u1"]);
     let seen = peek_integer_field(&mut con, "live", "seen");
-    wait_until_server_clock_passes(&mut con, seen);
-    redis::cmd("DEL").arg("qs:{0}:chg").exec(&mut con).unwrap();
-    redis::cmd("RPUSH").arg("qs:{0}:chg").arg("not a stream").exec(&mut con).unwrap();
+    wait_until_server_clock_is_past(&mut con, seen);
+    redis::cmd("DEL").arg(change_stream_key(0)).exec(&mut con).unwrap();
+    redis::cmd("RPUSH").arg(change_stream_key(0)).arg("not a stream").exec(&mut con).unwrap();
     let handle = Handle::from_session_id(b"live").to_string();
-    let expected = "WRONGTYPE key qs:{0}:chg holds a value of the wrong kind for qsess";
+    let expected = format!("WRONGTYPE key {} holds a value of the wrong kind for qsess", change_stream_key(0));
     for (command, args) in [
         ("QSESS.SET", &["fresh", "DATA", "x"][..]),
         ("QSESS.SET", &["live", "DATA", "x"]),
@@ -329,7 +319,7 @@ fn a_non_stream_at_the_change_stream_key_is_wrongtype_for_every_writing_command(
         ("QSESS.REVOKEUSER", &["u1"]),
         ("QSESS.REVOKE", &["u1", &handle]),
     ] {
-        refused_with_text_args(&mut con, command, args, expected);
+        refused_with_text_args(&mut con, command, args, &expected);
     }
 }
 
@@ -413,13 +403,14 @@ fn first_reply_line_over_raw_socket(port: u16, args: &[&[u8]]) -> Vec<u8> {
 fn error_replies_that_quote_client_input_are_valid_utf8() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
-    redis::cmd("SET").arg("qs:{0}:u:jos\u{e9}").arg("not an index").exec(&mut con).unwrap();
+    redis::cmd("SET").arg(user_index_key_of("jos\u{e9}")).arg("not an index").exec(&mut con).unwrap();
+    let wrong_type_of_the_index = format!("-WRONGTYPE key {}", user_index_key_of("jos"));
     let cases: [(&[&[u8]], &str); 4] = [
         // Refusals name what is accepted and never quote the argument, which may be a misplaced id.
         (&[b"QSESS.SET", b"s1", "caf\u{e9}".as_bytes()], "-ERR unknown option for QSESS.SET; accepted"),
         (&[b"QSESS.SET", b"s1", b"\xff\xfe"], "-ERR unknown option for QSESS.SET; accepted"),
         (&[b"QSESS.SET", b"s1", b"IP", "caf\u{e9}".as_bytes()], "-ERR invalid IP address; accepted"),
-        (&[b"QSESS.BYUSER", "jos\u{e9}".as_bytes()], "-WRONGTYPE key qs:{0}:u:jos"),
+        (&[b"QSESS.BYUSER", "jos\u{e9}".as_bytes()], &wrong_type_of_the_index),
     ];
     let mut invalid = Vec::new();
     for (args, expected_prefix) in cases {

@@ -4,23 +4,15 @@
 use qsess_record::{ChangeRecord, DeleteReason, UserRevocation};
 use std::time::Duration;
 
-use crate::commands_support::{
-    handle_text_of_session_id, key_exists, send_command_expecting_integer, send_command_words, server_clock_ms,
-    sorted_keys_and_stream_length, stream_length, tombstone_key_of,
+use crate::support::commands::{
+    key_exists, send_command_expecting_integer, send_command_words, sorted_keys_and_stream_length, stream_length,
 };
+use crate::support::server_clock::server_clock_ms;
+use crate::support::session_keys::{change_stream_key, handle_of, session_key_of, tombstone_key_of, user_index_key_of};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
-const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
 const REVOKED_ID_MESSAGE: &str = "session id was revoked and cannot be used again";
-
-fn session_record_key_of(session_id: &str) -> String {
-    format!("qs:{{0}}:s:{}", handle_text_of_session_id(session_id))
-}
-
-fn user_index_key_of(user_id: &str) -> String {
-    format!("qs:{{0}}:u:{user_id}")
-}
 
 fn create_user_session(con: &mut Connection, session_id: &str, user_id: &str) {
     let version = send_command_expecting_integer(con, &["QSESS.SET", session_id, "USER", user_id]);
@@ -32,7 +24,7 @@ fn session_is_live_according_to_peek(con: &mut Connection, session_id: &str) -> 
 }
 
 fn index_score_of_session(con: &mut Connection, user_id: &str, session_id: &str) -> Option<f64> {
-    redis::cmd("ZSCORE").arg(user_index_key_of(user_id)).arg(handle_text_of_session_id(session_id)).query(con).unwrap()
+    redis::cmd("ZSCORE").arg(user_index_key_of(user_id)).arg(handle_of(session_id)).query(con).unwrap()
 }
 
 /// A `del` entry of the change stream, reduced to what these tests check.
@@ -45,14 +37,14 @@ struct DeleteEntrySummary {
 }
 
 fn delete_entry_of(session_id: &str, user: Option<&str>, version: u64, reason: DeleteReason) -> DeleteEntrySummary {
-    DeleteEntrySummary { handle: handle_text_of_session_id(session_id), user: user.map(String::from), version, reason }
+    DeleteEntrySummary { handle: handle_of(session_id), user: user.map(String::from), version, reason }
 }
 
 /// The `del` entries of the change stream after entry index `skip`, in stream order; panics on any
 /// entry that is not a valid change record.
 fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<DeleteEntrySummary> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(CHANGE_STREAM_KEY).arg("-").arg("+").query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
     let mut deletes = Vec::new();
     for (id, flat_fields) in entries.iter().skip(skip) {
         let pairs: Vec<(&[u8], &[u8])> =
@@ -81,7 +73,7 @@ fn del_counts_only_live_sessions_and_removes_record_and_index_member() {
     assert_eq!(ended, 2, "duplicates and unknown ids are not counted");
 
     for ended_id in ["del-a", "del-anon"] {
-        assert!(!key_exists(&mut con, &session_record_key_of(ended_id)), "{ended_id} record still there");
+        assert!(!key_exists(&mut con, &session_key_of(ended_id)), "{ended_id} record still there");
         assert!(key_exists(&mut con, &tombstone_key_of(ended_id)), "{ended_id} has no tombstone");
         assert!(!session_is_live_according_to_peek(&mut con, ended_id));
     }
@@ -185,7 +177,7 @@ fn revokeuser_ends_every_session_of_the_user_and_leaves_other_users_alone() {
     assert!(!key_exists(&mut con, &user_index_key_of("42")), "the emptied index should be gone");
     let mut bystanders: Vec<String> = redis::cmd("QSESS.BYUSER").arg("7").query(&mut con).unwrap();
     bystanders.sort();
-    let mut expected = vec![handle_text_of_session_id("bystander-1"), handle_text_of_session_id("bystander-2")];
+    let mut expected = vec![handle_of("bystander-1"), handle_of("bystander-2")];
     expected.sort();
     assert_eq!(bystanders, expected);
 
@@ -193,7 +185,7 @@ fn revokeuser_ends_every_session_of_the_user_and_leaves_other_users_alone() {
     assert_eq!(deletes.len(), 3, "{deletes:?}");
     let mut revoked_handles: Vec<String> = deletes.iter().map(|entry| entry.handle.clone()).collect();
     revoked_handles.sort();
-    let mut victim_handles: Vec<String> = victims.iter().map(|id| handle_text_of_session_id(id)).collect();
+    let mut victim_handles: Vec<String> = victims.iter().map(|id| handle_of(id)).collect();
     victim_handles.sort();
     assert_eq!(revoked_handles, victim_handles);
     assert!(deletes.iter().all(|entry| entry.reason == DeleteReason::Revoke && entry.version == 2), "{deletes:?}");
@@ -217,7 +209,7 @@ fn revokeuser_except_keeps_exactly_the_given_session() {
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.REVOKEUSER", "42", "EXCEPT", "current"]), 2);
 
     let remaining: Vec<String> = redis::cmd("QSESS.BYUSER").arg("42").query(&mut con).unwrap();
-    assert_eq!(remaining, [handle_text_of_session_id("current")]);
+    assert_eq!(remaining, [handle_of("current")]);
     assert!(session_is_live_according_to_peek(&mut con, "current"));
     assert!(!key_exists(&mut con, &tombstone_key_of("current")));
     for revoked in ["others-1", "others-2"] {
@@ -233,8 +225,8 @@ fn revoke_by_handle_ends_only_sessions_of_that_user() {
     create_user_session(&mut con, "laptop", "42");
     create_user_session(&mut con, "phone", "42");
     create_user_session(&mut con, "someone-elses", "7");
-    let laptop = handle_text_of_session_id("laptop");
-    let foreign = handle_text_of_session_id("someone-elses");
+    let laptop = handle_of("laptop");
+    let foreign = handle_of("someone-elses");
     let before = stream_length(&mut con);
 
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.REVOKE", "42", &laptop, &foreign, &laptop]), 1);
@@ -257,7 +249,7 @@ fn revoke_with_a_malformed_handle_fails_and_writes_nothing() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
     create_user_session(&mut con, "kept", "42");
-    let kept = handle_text_of_session_id("kept");
+    let kept = handle_of("kept");
     let before = sorted_keys_and_stream_length(&mut con);
 
     for malformed in ["not-a-handle", "kept", &format!("{kept}x"), "ungWv48Bz+pBQUDeXa4iIw"] {
@@ -301,10 +293,10 @@ fn logout_everywhere_inside_multi_reaches_stream_and_replica_whole() {
     let mut replica_con = replica.connection();
     assert_eq!(delete_entries_after(&mut replica_con, before), deletes, "replica stream differs");
     for session_id in victims {
-        assert!(!key_exists(&mut replica_con, &session_record_key_of(session_id)), "{session_id} on replica");
+        assert!(!key_exists(&mut replica_con, &session_key_of(session_id)), "{session_id} on replica");
         assert!(key_exists(&mut replica_con, &tombstone_key_of(session_id)), "{session_id} tombstone on replica");
     }
-    assert!(key_exists(&mut replica_con, &session_record_key_of("unrelated")));
+    assert!(key_exists(&mut replica_con, &session_key_of("unrelated")));
     assert!(!key_exists(&mut replica_con, &user_index_key_of("42")));
 }
 
@@ -316,12 +308,12 @@ fn revoke_and_revokeuser_end_vanished_sessions_without_counting_them() {
         create_user_session(&mut con, session_id, "42");
     }
     for vanished in ["vanished-1", "vanished-2"] {
-        let deleted: i64 = redis::cmd("DEL").arg(session_record_key_of(vanished)).query(&mut con).unwrap();
+        let deleted: i64 = redis::cmd("DEL").arg(session_key_of(vanished)).query(&mut con).unwrap();
         assert_eq!(deleted, 1);
     }
     let before = stream_length(&mut con);
 
-    let vanished_handle = handle_text_of_session_id("vanished-1");
+    let vanished_handle = handle_of("vanished-1");
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.REVOKE", "42", &vanished_handle]), 0);
     assert_eq!(index_score_of_session(&mut con, "42", "vanished-1"), None, "stale member kept by REVOKE");
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.REVOKEUSER", "42"]), 1, "only the live one counts");
@@ -333,7 +325,7 @@ fn revoke_and_revokeuser_end_vanished_sessions_without_counting_them() {
     let mut ended_handles: Vec<String> = deletes.iter().map(|entry| entry.handle.clone()).collect();
     ended_handles.sort();
     let mut expected: Vec<String> =
-        ["vanished-1", "vanished-2", "live"].iter().map(|session_id| handle_text_of_session_id(session_id)).collect();
+        ["vanished-1", "vanished-2", "live"].iter().map(|session_id| handle_of(session_id)).collect();
     expected.sort();
     assert_eq!(ended_handles, expected);
     assert!(key_exists(&mut con, &tombstone_key_of("vanished-1")));
@@ -352,7 +344,7 @@ fn expired_session_id_reused_by_another_user(con: &mut Connection) -> String {
         }
     });
     create_user_session(con, "shared-cookie", "7");
-    handle_text_of_session_id("shared-cookie")
+    handle_of("shared-cookie")
 }
 
 #[test]

@@ -10,7 +10,8 @@ use qsess_tests::{
     eventually, free_port, run_syncd, run_syncd_with_env, shared_cluster, Daemon, RedisServer, SyncdOutput,
 };
 
-use crate::mirror_support::{eventually_row, eventually_verify_matches, handle_of, run_verify, MIRROR_DEADLINE};
+use crate::support::mirror::{eventually_row, eventually_verify_matches, run_verify, MIRROR_DEADLINE};
+use crate::support::session_keys::handle_of;
 
 const PASSWORD: &str = "hunter2-s3cret-pw";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);

@@ -4,54 +4,18 @@
 
 use std::time::Duration;
 
-use qsess_syncd::RunConfig;
-use qsess_tests::{eventually, shared_cluster, InProcessSyncd, PgDatabase, RedisServer};
+use qsess_tests::eventually;
 use redis::{Connection, Value};
 
-use crate::mirror_support::{eventually_row, handle_of, mirror_row, peek, peek_number, peek_text, MirrorRow};
+use crate::support::mirror::{eventually_row, mirror_row, mirrored, peek, peek_number, peek_text, MirrorRow, Mirrored};
+use crate::support::qsess_client::QsessClient;
+use crate::support::server_clock::{server_clock_ms, wait_for_the_next_server_millisecond};
+use crate::support::session_keys::handle_of;
 
-/// A Redis with the module, a fresh database and the daemon between them. Fields drop in order: the
-/// daemon stops before the servers it talks to go away.
-struct Mirrored {
-    _daemon: InProcessSyncd,
-    redis: RedisServer,
-    db: PgDatabase,
-}
-
-fn mirrored(module_args: &[(&str, &str)]) -> Mirrored {
-    let mut builder = RedisServer::builder();
-    for (name, value) in module_args {
-        builder = builder.module_arg(name, value);
-    }
-    let redis = builder.start();
-    let db = shared_cluster().fresh_database();
-    let mut config = RunConfig::new(redis.url(), db.url());
-    config.batch.max_wait = Duration::from_millis(5);
-    let daemon = InProcessSyncd::start(config);
-    Mirrored { _daemon: daemon, redis, db }
-}
-
+/// `QSESS.SET` given as its arguments, the session id first: the new version.
 fn set(con: &mut Connection, args: &[&str]) -> i64 {
-    match redis::cmd("QSESS.SET").arg(args).query::<Value>(con) {
-        Ok(Value::Int(version)) => version,
-        other => panic!("QSESS.SET {args:?} replied {other:?}"),
-    }
-}
-
-fn server_ms(con: &mut Connection) -> i64 {
-    let (seconds, micros): (i64, i64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + micros / 1000
-}
-
-fn wait_for_next_server_ms(con: &mut Connection) {
-    let start = server_ms(con);
-    eventually(Duration::from_secs(5), "the server clock to tick", || {
-        if server_ms(con) > start {
-            Ok(())
-        } else {
-            Err("same millisecond".to_owned())
-        }
-    });
+    let (session_id, options) = args.split_first().expect("QSESS.SET needs a session id");
+    QsessClient::new(con).set_expecting_version(session_id, options)
 }
 
 /// Checks every column of a live session's row against QSESS.PEEK.
@@ -144,7 +108,7 @@ fn updates_and_touches_bump_the_version_and_activity() {
     assert_eq!(set(&mut con, &["upd", "DATA", "one", "USER", "bob", "IDLE", "60000"]), 1);
     let first = eventually_mirrors_peek(&mirrored, "upd");
 
-    wait_for_next_server_ms(&mut con);
+    wait_for_the_next_server_millisecond(&mut con);
     assert_eq!(set(&mut con, &["upd", "XX", "DATA", "two", "UA", "agent/2", "IP", "198.51.100.9"]), 2);
     let updated = eventually_mirrors_peek(&mirrored, "upd");
     assert_eq!((updated.version, updated.data.as_slice(), updated.created_ms), (2, &b"two"[..], first.created_ms));
@@ -156,7 +120,7 @@ fn updates_and_touches_bump_the_version_and_activity() {
     assert_eq!((anonymous.user_id, anonymous.version), (None, 3));
 
     // A read with touch-granularity-ms 0 records activity: a touch entry with seen and expires only.
-    wait_for_next_server_ms(&mut con);
+    wait_for_the_next_server_millisecond(&mut con);
     let got: Value = redis::cmd("QSESS.GET").arg("upd").query(&mut con).unwrap();
     assert_ne!(got, Value::Nil);
     let touched = eventually_mirrors_peek(&mirrored, "upd");
@@ -164,7 +128,7 @@ fn updates_and_touches_bump_the_version_and_activity() {
     assert!(touched.seen_ms > anonymous.seen_ms && touched.expires_ms > anonymous.expires_ms, "{touched:?}");
     assert_eq!((touched.updated_ms, touched.data.as_slice()), (anonymous.updated_ms, &b"two"[..]));
 
-    wait_for_next_server_ms(&mut con);
+    wait_for_the_next_server_millisecond(&mut con);
     let live: i64 = redis::cmd("QSESS.TOUCH").arg("upd").query(&mut con).unwrap();
     assert_eq!(live, 1);
     let touched_again = eventually_mirrors_peek(&mirrored, "upd");
@@ -202,13 +166,13 @@ fn every_way_of_ending_a_session_is_recorded_with_its_reason() {
         eventually_row(&mut client, &handle_of(sid), &format!("{sid} to be mirrored"), |_| Ok(()));
     }
 
-    let before = server_ms(&mut con);
+    let before = server_clock_ms(&mut con);
     let deleted: i64 = redis::cmd("QSESS.DEL").arg("end-del").query(&mut con).unwrap();
     let revoked: i64 = redis::cmd("QSESS.REVOKE").arg("dave").arg(handle_of("end-revoke")).query(&mut con).unwrap();
     let revoked_all: i64 = redis::cmd("QSESS.REVOKEUSER").arg("erin").query(&mut con).unwrap();
     set(&mut con, &["end-limit-new", "USER", "frank", "DATA", "new", "LIMIT", "1"]);
     let rotated: i64 = redis::cmd("QSESS.ROTATE").arg("end-rotate-old").arg("end-rotate-new").query(&mut con).unwrap();
-    let after = server_ms(&mut con);
+    let after = server_clock_ms(&mut con);
     assert_eq!((deleted, revoked, revoked_all, rotated), (1, 1, 2, 2));
 
     let window = (before, after);

@@ -3,10 +3,11 @@
 
 use qsess_tests::{eventually, shared_cluster, Daemon, RedisServer};
 
-use crate::mirror_support::{
-    eventually_row, eventually_verify_matches, handle_of, mirror_matches_load, pending_count, try_row_count, Load,
-    CATCH_UP_DEADLINE, CHANGE_STREAM, GROUP,
+use crate::support::mirror::{
+    eventually_row, eventually_verify_matches, mirror_matches_load, pending_count, try_row_count, Load,
+    CATCH_UP_DEADLINE, GROUP,
 };
+use crate::support::session_keys::{change_stream_key, handle_of};
 
 const CONSUMER: &str = "crash-test-consumer";
 
@@ -65,7 +66,7 @@ fn entries_left_pending_by_a_dead_consumer_are_mirrored_by_its_successor() {
     let mut con = redis.connection();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
-        .arg(CHANGE_STREAM)
+        .arg(change_stream_key(0))
         .arg(GROUP)
         .arg("0")
         .arg("MKSTREAM")
@@ -84,7 +85,7 @@ fn entries_left_pending_by_a_dead_consumer_are_mirrored_by_its_successor() {
         .arg("COUNT")
         .arg(100)
         .arg("STREAMS")
-        .arg(CHANGE_STREAM)
+        .arg(change_stream_key(0))
         .arg(">")
         .query(&mut con)
         .unwrap();

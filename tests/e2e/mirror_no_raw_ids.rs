@@ -9,7 +9,8 @@ use std::process::Command;
 use qsess_tests::{shared_cluster, Daemon, RedisServer};
 use redis::{Connection, Value};
 
-use crate::mirror_support::{eventually_row, eventually_verify_matches, handle_of, MIRROR_DEADLINE};
+use crate::support::mirror::{eventually_row, eventually_verify_matches, MIRROR_DEADLINE};
+use crate::support::session_keys::handle_of;
 
 fn distinctive_session_id(label: &str) -> String {
     let mut random = [0u8; 24];

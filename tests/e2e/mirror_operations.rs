@@ -8,16 +8,17 @@ use qsess_record::{ChangeRecord, UserRevocation};
 use qsess_tests::{eventually, shared_cluster, Daemon, RedisServer};
 use redis::Connection;
 
-use crate::mirror_support::{
-    all_mirror_rows, eventually_row, eventually_verify_matches, handle_of, last_delivered_id, mirror_matches_load,
-    mirror_row, pending_count, try_row_count, Load, CATCH_UP_DEADLINE, CHANGE_STREAM, GROUP, MIRROR_DEADLINE,
+use crate::support::mirror::{
+    all_mirror_rows, eventually_row, eventually_verify_matches, last_delivered_id, mirror_matches_load, mirror_row,
+    pending_count, try_row_count, Load, CATCH_UP_DEADLINE, GROUP, MIRROR_DEADLINE,
 };
+use crate::support::session_keys::{change_stream_key, handle_of};
 
 type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
 
 fn stream_entries(con: &mut Connection, from: &str, to: &str) -> Vec<RawEntry> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(CHANGE_STREAM).arg(from).arg(to).query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg(from).arg(to).query(con).unwrap();
     entries
         .into_iter()
         .map(|(id, flat)| (id, flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect()))
@@ -140,14 +141,14 @@ fn a_malformed_entry_is_rejected_and_the_entries_around_it_are_mirrored() {
     set(&mut con, "good-1");
     let bad_handle = handle_of("bad-record");
     let garbage_id: String = redis::cmd("XADD")
-        .arg(CHANGE_STREAM)
+        .arg(change_stream_key(0))
         .arg("*")
         .arg(&[("op", "set"), ("h", bad_handle.as_str()), ("v", "1"), ("r", "\x01garbage")])
         .query(&mut con)
         .unwrap();
     set(&mut con, "good-2");
     let unknown_id: String = redis::cmd("XADD")
-        .arg(CHANGE_STREAM)
+        .arg(change_stream_key(0))
         .arg("*")
         .arg(&[("op", "frobnicate"), ("v", "1")])
         .query(&mut con)
@@ -178,13 +179,13 @@ fn a_malformed_entry_is_rejected_and_the_entries_around_it_are_mirrored() {
         }
     });
     let first = &rejected[0];
-    assert_eq!((first.get::<_, String>(0), first.get::<_, String>(1)), (CHANGE_STREAM.to_owned(), garbage_id));
+    assert_eq!((first.get::<_, String>(0), first.get::<_, String>(1)), (change_stream_key(0), garbage_id));
     assert_eq!(first.get::<_, Option<String>>(2), Some(bad_handle.clone()));
     assert_eq!((first.get::<_, Option<String>>(3), first.get::<_, Option<i64>>(4)), (Some("set".to_owned()), Some(1)));
     assert!(!first.get::<_, String>(5).is_empty());
     assert!(first.get::<_, Vec<u8>>(6).starts_with(b"op=set\n"), "{:?}", first.get::<_, Vec<u8>>(6));
     let second = &rejected[1];
-    assert_eq!((second.get::<_, String>(0), second.get::<_, String>(1)), (CHANGE_STREAM.to_owned(), unknown_id));
+    assert_eq!((second.get::<_, String>(0), second.get::<_, String>(1)), (change_stream_key(0), unknown_id));
     assert!(second.get::<_, String>(5).contains("no `h` field"), "{}", second.get::<_, String>(5));
 
     assert!(mirror_row(&mut client, &bad_handle).is_none(), "a malformed entry made a row");
@@ -217,8 +218,14 @@ fn a_change_postgres_refuses_is_kept_with_its_entry_and_the_rest_is_mirrored() {
         .unwrap();
 
     let _: i64 = redis::cmd("QSESS.SET").arg("refused").arg("USER").arg("mallory").query(&mut con).unwrap();
-    let refused_ids: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XREVRANGE").arg(CHANGE_STREAM).arg("+").arg("-").arg("COUNT").arg(1).query(&mut con).unwrap();
+    let refused_ids: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+        .arg(change_stream_key(0))
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query(&mut con)
+        .unwrap();
     let refused_id = refused_ids[0].0.clone();
     for n in 0..3 {
         let _: i64 =
@@ -247,7 +254,7 @@ fn a_change_postgres_refuses_is_kept_with_its_entry_and_the_rest_is_mirrored() {
     let received = (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, Vec<u8>>(6));
     assert_eq!(
         (received.0.as_str(), received.1.as_str(), received.2.starts_with(b"op=set\n")),
-        (CHANGE_STREAM, refused_id.as_str(), true),
+        (change_stream_key(0).as_str(), refused_id.as_str(), true),
         "the rejected change lost its stream, entry id or fields: {:?}",
         (&received.0, &received.1, String::from_utf8_lossy(&received.2))
     );
@@ -290,7 +297,7 @@ fn every_bucket_stream_is_mirrored() {
     }
     eventually_verify_matches(&redis.url(), &db.url(), MIRROR_DEADLINE);
     for bucket in 0..4 {
-        let stream = format!("qs:{{{bucket}}}:chg");
+        let stream = change_stream_key(bucket);
         eventually(MIRROR_DEADLINE, &format!("nothing pending on {stream}"), || {
             let summary: redis::Value =
                 redis::cmd("XPENDING").arg(&stream).arg(GROUP).query(&mut con).map_err(|e| e.to_string())?;

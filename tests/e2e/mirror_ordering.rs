@@ -9,7 +9,8 @@ use qsess_syncd::stream_entry::{EntryId, StreamEntry};
 use qsess_tests::{shared_cluster, PgDatabase};
 use tokio_postgres::{Client, NoTls};
 
-use crate::mirror_support::{handle_of, MirrorRow, CHANGE_STREAM, MIRROR_ROW_SELECT};
+use crate::support::mirror::{MirrorRow, MIRROR_ROW_SELECT};
+use crate::support::session_keys::{change_stream_key, handle_of};
 
 const IDLE_MS: u64 = 3_600_000;
 
@@ -91,7 +92,7 @@ impl Sink {
     async fn apply(&mut self, entries: &[StreamEntry]) {
         let batch = FoldedBatch::fold(entries);
         assert!(batch.rejections.is_empty(), "{:?}", batch.rejections);
-        let outcome = self.mirror.apply(&batch, &[CHANGE_STREAM.to_owned()]).await.unwrap();
+        let outcome = self.mirror.apply(&batch, &[change_stream_key(0)]).await.unwrap();
         assert_eq!(outcome.rejected, 0, "{outcome:?}");
     }
 

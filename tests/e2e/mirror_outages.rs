@@ -8,10 +8,11 @@ use std::time::Duration;
 use qsess_tests::{eventually, shared_cluster, Daemon, PgCluster, RedisServer};
 use redis::{Connection, Value};
 
-use crate::mirror_support::{
-    eventually_row, eventually_verify_matches, handle_of, mirror_matches_load, mirror_row, pending_count,
-    try_mirror_row, try_row_count, Load, CATCH_UP_DEADLINE, MIRROR_DEADLINE,
+use crate::support::mirror::{
+    eventually_row, eventually_verify_matches, mirror_matches_load, mirror_row, pending_count, try_mirror_row,
+    try_row_count, Load, CATCH_UP_DEADLINE, MIRROR_DEADLINE,
 };
+use crate::support::session_keys::handle_of;
 
 /// How long an outage is held open.
 const OUTAGE: Duration = Duration::from_secs(3);

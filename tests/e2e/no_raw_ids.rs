@@ -7,9 +7,11 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use crate::commands_support::{query_value, server_clock_ms};
+use crate::support::commands::query_value;
+use crate::support::server_clock::wait_for_the_next_server_millisecond;
+use crate::support::session_keys::tombstone_key_prefix;
 use qsess_record::Handle;
-use qsess_tests::{eventually, RedisServer};
+use qsess_tests::RedisServer;
 use redis::{Connection, Value};
 
 const MONITOR_END_MARKER: &str = "monitor-end-marker-5b1f";
@@ -79,18 +81,6 @@ fn start_monitor_collecting_until_marker(port: u16) -> thread::JoinHandle<Vec<u8
         }
         seen
     })
-}
-
-fn wait_for_the_next_server_millisecond(con: &mut Connection) {
-    let start = server_clock_ms(con);
-    eventually(Duration::from_secs(2), "the server clock to advance", || {
-        let now = server_clock_ms(con);
-        if now > start {
-            Ok(())
-        } else {
-            Err(format!("{now} <= {start}"))
-        }
-    });
 }
 
 /// Runs every command, success and refusal paths, and returns every raw id used or minted.
@@ -174,7 +164,7 @@ fn no_raw_session_id_is_stored_logged_or_monitored() {
     for expected in ["string", "zset", "stream"] {
         assert!(kinds.iter().any(|kind| kind == expected), "no {expected} key among {kinds:?}: workload too small");
     }
-    let tombstones = keys.iter().filter(|key| key.starts_with(b"qs:{0}:t:")).count();
+    let tombstones = keys.iter().filter(|key| key.starts_with(tombstone_key_prefix(0).as_bytes())).count();
     assert!(tombstones >= 5, "only {tombstones} tombstones: the workload did not end sessions");
     for (key, kind) in keys.iter().zip(&kinds) {
         assert_no_fragment_in("a key name", key, &fragments);

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::Duration;
 
-use crate::commands_support::{
-    send_command_expecting_success, send_command_words, wait_for_the_next_server_millisecond,
-};
+use crate::support::commands::{send_command_expecting_success, send_command_words};
+use crate::support::server_clock::wait_for_the_next_server_millisecond;
+use crate::support::session_keys::{change_stream_key, tombstone_key};
 use qsess_record::Handle;
 use qsess_tests::{RedisServer, ServerName};
 use redis::{Connection, Value};
@@ -25,7 +25,7 @@ fn info_counter(fields: &HashMap<String, String>, name: &str) -> u64 {
 }
 
 fn change_stream_length(con: &mut Connection) -> u64 {
-    redis::cmd("XLEN").arg("qs:{0}:chg").query(con).unwrap()
+    redis::cmd("XLEN").arg(change_stream_key(0)).query(con).unwrap()
 }
 
 fn qsess_config(con: &mut Connection) -> HashMap<String, String> {
@@ -115,7 +115,7 @@ fn info_qsess_counters_follow_what_commands_did() {
     assert_eq!(info_counter(&after, "qsess_stream_backlog"), change_stream_length(&mut con));
     assert_eq!(change_stream_length(&mut con), 12);
 
-    send_command_expecting_success(&mut con, &["XTRIM", "qs:{0}:chg", "MAXLEN", "4"]);
+    send_command_expecting_success(&mut con, &["XTRIM", &change_stream_key(0), "MAXLEN", "4"]);
     let trimmed = info_qsess_fields(&mut con);
     assert_eq!(info_counter(&trimmed, "qsess_stream_backlog"), 4, "backlog follows XLEN after a trim");
     assert_eq!(info_counter(&trimmed, "qsess_stream_entries_written"), 12, "written entries never go down");
@@ -358,7 +358,7 @@ fn slowlog_never_records_raw_session_ids() {
 const REVOKED_ID_MESSAGE: &str = "session id was revoked and cannot be used again";
 
 fn tombstone_exists_for(con: &mut Connection, session_id: &str) -> bool {
-    let key = format!("qs:{{0}}:t:{}", Handle::from_session_id(session_id.as_bytes()));
+    let key = tombstone_key(0, &Handle::from_session_id(session_id.as_bytes()));
     redis::cmd("EXISTS").arg(key).query::<i64>(con).unwrap() == 1
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use redis::{Connection, Value};
 
-use crate::read_through_support::{counter, get_notouch, loader_attached, set_session, timed_get, Stack};
+use crate::support::read_through::{counter, get_notouch, loader_attached, set_session, timed_get, Stack};
 
 const MISS_TIMEOUT_MS: u64 = 2000;
 /// Redis restarts, each followed by a read as soon as the loader is back.

@@ -4,7 +4,8 @@ use qsess_tests::{eventually, shared_cluster, Daemon, RedisServer};
 use redis::{Connection, Value};
 use std::time::Duration;
 
-use crate::read_through_support::{counter, get_notouch, session_key, NO_TOUCH_GRANULARITY_MS};
+use crate::support::read_through::{counter, get_notouch, NO_TOUCH_GRANULARITY_MS};
+use crate::support::session_keys::session_key_of;
 
 const SESSIONS: usize = 2_000;
 
@@ -61,7 +62,7 @@ fn sessions_evicted_under_maxmemory_come_back_from_the_mirror() {
     let _: () = redis::cmd("SET").arg("trigger-eviction").arg("x").query(&mut con).unwrap_or(());
     let evicted_sessions: Vec<usize> = (0..SESSIONS)
         .filter(|n| {
-            let exists: bool = redis::cmd("EXISTS").arg(session_key(&format!("evict-{n}"))).query(&mut con).unwrap();
+            let exists: bool = redis::cmd("EXISTS").arg(session_key_of(&format!("evict-{n}"))).query(&mut con).unwrap();
             !exists
         })
         .collect();

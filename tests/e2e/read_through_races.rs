@@ -7,11 +7,12 @@ use std::time::Duration;
 use qsess_tests::{eventually, Daemon};
 use redis::{Connection, Value};
 
-use crate::mirror_support::{handle_of, mirror_row};
-use crate::read_through_support::{
-    answered_within, counter, del_key, exists, get, join_get, not_found_key, pause, raw_record, restore, resume,
-    session_key, set_session, spawn_get, timed_get, tombstone_key, wait_miss_waits, Stack,
+use crate::support::mirror::mirror_row;
+use crate::support::read_through::{
+    answered_within, counter, del_key, exists, get, join_get, pause, raw_record, restore, resume, set_session,
+    spawn_get, timed_get, wait_miss_waits, Stack,
 };
+use crate::support::session_keys::{handle_of, not_found_key_of, session_key_of, tombstone_key_of};
 
 /// Long enough that a waiting GET can only be answered by something the test did.
 const MISS_TIMEOUT_MS: &str = "20000";
@@ -34,7 +35,7 @@ fn a_late_set_xx_after_logout_writes_nothing_even_after_redis_lost_everything() 
 
     let written = counter(&mut con, "qsess_stream_entries_written");
     assert_eq!(late_set_xx(&mut con, "late"), Value::Nil);
-    assert!(!exists(&mut con, &session_key("late")), "the late write stored a record");
+    assert!(!exists(&mut con, &session_key_of("late")), "the late write stored a record");
     assert_eq!(counter(&mut con, "qsess_stream_entries_written"), written, "the late write streamed a change");
     let (reply, _) = timed_get(&mut con, "late");
     assert_eq!(reply, Value::Nil);
@@ -46,12 +47,12 @@ fn a_late_set_xx_after_logout_writes_nothing_even_after_redis_lost_everything() 
     stack.wait_loader(true);
     let mut con = stack.con();
     assert_eq!(late_set_xx(&mut con, "late"), Value::Nil);
-    assert!(!exists(&mut con, &session_key("late")), "the late write stored a record after the restart");
+    assert!(!exists(&mut con, &session_key_of("late")), "the late write stored a record after the restart");
     assert_eq!(counter(&mut con, "qsess_stream_entries_written"), 0, "the late write streamed a change");
     assert_eq!(get(&mut con, "late"), Value::Nil, "the logged-out session came back after the restart");
     assert_eq!(counter(&mut con, "qsess_reload_requests"), 1, "the mirror was not asked");
     assert_eq!(counter(&mut con, "qsess_miss_timeouts"), 0, "answered by the timeout, not the loader");
-    assert!(exists(&mut con, &not_found_key("late")), "the mirror's answer was not 'not found'");
+    assert!(exists(&mut con, &not_found_key_of("late")), "the mirror's answer was not 'not found'");
     assert_eq!(get(&mut con, "late"), Value::Nil);
     assert_eq!(mirror_row(&mut stack.pg, &handle_of("late")).as_ref(), Some(&row), "the mirror row changed");
 }
@@ -64,7 +65,7 @@ fn revoke_racing_a_reload(revoke: impl FnOnce(&mut Connection)) {
     let mut con = stack.con();
     let version = set_session(&mut con, "raced", "gus");
     stack.wait_mirrored("raced", version);
-    del_key(&mut con, &session_key("raced"));
+    del_key(&mut con, &session_key_of("raced"));
     let waits = counter(&mut con, "qsess_miss_waits");
 
     pause(&mut stack.daemon);
@@ -78,9 +79,9 @@ fn revoke_racing_a_reload(revoke: impl FnOnce(&mut Connection)) {
     assert_eq!(reply, Value::Nil, "the GET racing the revoke got the session back (after {took:?})");
     assert!(answered_before_the_loader, "the revoke did not wake the waiting GET; it was answered after {took:?}");
 
-    assert!(exists(&mut con, &tombstone_key("raced")), "the revoke left no tombstone");
+    assert!(exists(&mut con, &tombstone_key_of("raced")), "the revoke left no tombstone");
     assert_eq!(get(&mut con, "raced"), Value::Nil, "the revoked session came back");
-    assert!(!exists(&mut con, &session_key("raced")));
+    assert!(!exists(&mut con, &session_key_of("raced")));
     eventually(Duration::from_secs(30), "the mirror to end the revoked session", || {
         match mirror_row(&mut stack.pg, &handle_of("raced")) {
             Some(row) if row.ended_ms.is_some() && !row.live => Ok(()),
@@ -110,7 +111,7 @@ fn a_logout_of_a_session_redis_lost_is_final() {
     let mut con = stack.con();
     let version = set_session(&mut con, "lost-then-logout", "hal");
     stack.wait_mirrored("lost-then-logout", version);
-    del_key(&mut con, &session_key("lost-then-logout"));
+    del_key(&mut con, &session_key_of("lost-then-logout"));
 
     // The user logs out while Redis does not hold the session (it was evicted, or Redis restarted).
     let _: i64 = redis::cmd("QSESS.DEL").arg("lost-then-logout").query(&mut con).unwrap();
@@ -141,7 +142,7 @@ fn a_reload_of_a_row_whose_delete_is_not_mirrored_yet_is_refused() {
 
     // The reload the loader would send, with the row as the mirror still has it.
     assert_eq!(restore(&mut con, &handle_of("unmirrored-del"), &record).as_deref(), Ok("REVOKED"));
-    assert!(!exists(&mut con, &session_key("unmirrored-del")), "the refused restore wrote the record");
+    assert!(!exists(&mut con, &session_key_of("unmirrored-del")), "the refused restore wrote the record");
     assert_eq!(get(&mut con, "unmirrored-del"), Value::Nil);
 
     // The daemon comes back: the session stays gone while it mirrors the delete, and after.

@@ -4,11 +4,10 @@
 
 use redis::{Connection, Value};
 
-use crate::mirror_support::handle_of;
-use crate::read_through_support::{
-    byuser, counter, del_key, exists, get, get_notouch, index_key, raw_record, session_key, set_session,
-    sorted_handles, Stack,
+use crate::support::read_through::{
+    byuser, counter, del_key, exists, get, get_notouch, raw_record, set_session, sorted_handles, Stack,
 };
+use crate::support::session_keys::{handle_of, session_key_of, user_index_key_of};
 
 /// Generous: a miss must be answered by the loader, never by this timeout.
 const LONG_MISS_TIMEOUT_MS: &str = "10000";
@@ -63,11 +62,11 @@ fn after_redis_restarts_empty_every_mirrored_session_comes_back_unchanged() {
     stack.redis.restart_empty();
     stack.wait_loader(true);
     let mut con = stack.con();
-    assert!(!exists(&mut con, &session_key("rt-jane-laptop")));
+    assert!(!exists(&mut con, &session_key_of("rt-jane-laptop")));
 
     // Listing Jane's sessions reloads all of them from the mirror, before she reads any.
     assert_eq!(byuser(&mut con, "jane"), sorted_handles(&["rt-jane-laptop", "rt-jane-phone"]));
-    assert!(exists(&mut con, &session_key("rt-jane-laptop")));
+    assert!(exists(&mut con, &session_key_of("rt-jane-laptop")));
     assert_eq!(get(&mut con, "rt-jane-laptop"), before[0], "rt-jane-laptop came back different");
     assert_eq!(get(&mut con, "rt-jane-phone"), before[1], "rt-jane-phone came back different");
     // Sessions of nobody's index come back one read at a time.
@@ -99,10 +98,10 @@ fn an_evicted_record_and_its_index_entry_come_back_on_the_next_read() {
     let laptop_before = get_notouch(&mut con, "ev-laptop");
     let phone_before = get_notouch(&mut con, "ev-phone");
     let laptop_score: f64 =
-        redis::cmd("ZSCORE").arg(index_key("kim")).arg(handle_of("ev-laptop")).query(&mut con).unwrap();
+        redis::cmd("ZSCORE").arg(user_index_key_of("kim")).arg(handle_of("ev-laptop")).query(&mut con).unwrap();
 
     // Only the record is evicted: the index still names it, but BYUSER lists what Redis holds.
-    del_key(&mut con, &session_key("ev-laptop"));
+    del_key(&mut con, &session_key_of("ev-laptop"));
     assert_eq!(byuser(&mut con, "kim"), sorted_handles(&["ev-phone"]));
     // PEEK never waits and never asks for a reload.
     let peeked: Value = redis::cmd("QSESS.PEEK").arg("ev-laptop").query(&mut con).unwrap();
@@ -112,15 +111,16 @@ fn an_evicted_record_and_its_index_entry_come_back_on_the_next_read() {
     assert_eq!(get(&mut con, "ev-laptop"), laptop_before, "the evicted session came back different");
     assert_eq!(counter(&mut con, "qsess_reload_requests"), 1);
     assert_eq!(byuser(&mut con, "kim"), sorted_handles(&["ev-laptop", "ev-phone"]));
-    let score: f64 = redis::cmd("ZSCORE").arg(index_key("kim")).arg(handle_of("ev-laptop")).query(&mut con).unwrap();
+    let score: f64 =
+        redis::cmd("ZSCORE").arg(user_index_key_of("kim")).arg(handle_of("ev-laptop")).query(&mut con).unwrap();
     assert_eq!(score, laptop_score, "the index entry is scored by the session's expiry");
 
     // The record and the whole index are evicted: listing Kim's sessions reloads them from the mirror.
-    del_key(&mut con, &session_key("ev-phone"));
-    del_key(&mut con, &index_key("kim"));
+    del_key(&mut con, &session_key_of("ev-phone"));
+    del_key(&mut con, &user_index_key_of("kim"));
     assert_eq!(byuser(&mut con, "kim"), sorted_handles(&["ev-laptop", "ev-phone"]));
     assert_eq!(get(&mut con, "ev-phone"), phone_before, "the evicted session came back different");
-    let ttl: i64 = redis::cmd("PTTL").arg(session_key("ev-phone")).query(&mut con).unwrap();
+    let ttl: i64 = redis::cmd("PTTL").arg(session_key_of("ev-phone")).query(&mut con).unwrap();
     assert!(ttl > 0, "the restored record has no expiry: PTTL {ttl}");
 
     // The stored bytes are the mirror's: a second GET is a plain hit, and nothing was streamed
@@ -143,7 +143,7 @@ fn a_restored_session_keeps_its_device_summary_when_the_user_agent_is_not_stored
     assert!(fields.contains(&Value::BulkString(b"device".to_vec())), "no device before: {before:?}");
     assert!(row.user_agent.is_none(), "ua-mode none stored a user agent: {row:?}");
 
-    del_key(&mut con, &session_key("dev-laptop"));
+    del_key(&mut con, &session_key_of("dev-laptop"));
     let after = get(&mut con, "dev-laptop");
     assert_ne!(after, Value::Nil, "the session did not come back");
     assert_eq!(after, before, "the restored session lost fields the mirror holds");

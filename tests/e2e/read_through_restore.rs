@@ -7,13 +7,14 @@ use std::collections::BTreeMap;
 use qsess_record::SessionRecord;
 use redis::{Connection, Value};
 
-use crate::mirror_support::handle_of;
-use crate::read_through_support::{
-    byuser, counter, exists, get, get_notouch, not_found_key, raw_record, redis_with, restore, server_clock_ms,
-    session_key, set_session, sorted_handles, stream_length, tombstone_key, wait_clock_past,
+use crate::support::read_through::{
+    byuser, counter, exists, get, get_notouch, raw_record, redis_with, restore, set_session, sorted_handles,
+    stream_length,
 };
-
-const CHANGE_STREAM: &str = "qs:{0}:chg";
+use crate::support::server_clock::{server_clock_ms, wait_until_server_clock_is_past};
+use crate::support::session_keys::{
+    change_stream_key, handle_of, not_found_key_of, session_key_of, tombstone_key_of, user_revocation_key,
+};
 
 /// Every key and its value (`DUMP`), to show an error wrote nothing.
 fn keyspace(con: &mut Connection) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -28,7 +29,7 @@ fn keyspace(con: &mut Connection) -> BTreeMap<Vec<u8>, Vec<u8>> {
 
 /// A record created `age_ms` ago by the server's clock, last seen then, idle timeout `idle_ms`.
 fn record_bytes(con: &mut Connection, user: Option<&str>, version: u64, age_ms: u64, idle_ms: u64) -> Vec<u8> {
-    let created_ms = server_clock_ms(con) - age_ms;
+    let created_ms = server_clock_ms(con) as u64 - age_ms;
     SessionRecord {
         version,
         created_ms,
@@ -65,11 +66,11 @@ fn restore_writes_the_record_as_given_and_indexes_it() {
     assert_eq!(fields["user"], Value::BulkString(b"mia".to_vec()));
     let decoded = SessionRecord::decode(&payload).unwrap();
     assert_eq!(fields["expires"], Value::Int(decoded.expires_ms().unwrap() as i64));
-    let pexpiretime: i64 = redis::cmd("PEXPIRETIME").arg(session_key("restored-sid")).query(&mut con).unwrap();
+    let pexpiretime: i64 = redis::cmd("PEXPIRETIME").arg(session_key_of("restored-sid")).query(&mut con).unwrap();
     assert_eq!(pexpiretime, decoded.expires_ms().unwrap() as i64, "the key does not expire with the session");
     assert_eq!(byuser(&mut con, "mia"), sorted_handles(&["restored-sid"]));
     assert_eq!(counter(&mut con, "qsess_restores"), 1);
-    assert_eq!(stream_length(&mut con, CHANGE_STREAM), 0, "RESTORE streamed a change");
+    assert_eq!(stream_length(&mut con, &change_stream_key(0)), 0, "RESTORE streamed a change");
     assert_eq!(counter(&mut con, "qsess_stream_entries_written"), 0);
 }
 
@@ -84,7 +85,7 @@ fn restore_refuses_stale_expired_and_revoked_records_and_writes_no_change() {
     set_session(&mut con, "logged-out", "ned");
     let logged_out = raw_record(&mut con, "logged-out").unwrap();
     let _: i64 = redis::cmd("QSESS.DEL").arg("logged-out").query(&mut con).unwrap();
-    let stream_before = stream_length(&mut con, CHANGE_STREAM);
+    let stream_before = stream_length(&mut con, &change_stream_key(0));
     let written_before = counter(&mut con, "qsess_stream_entries_written");
 
     // Redis holds a newer version, or the same one.
@@ -102,21 +103,21 @@ fn restore_refuses_stale_expired_and_revoked_records_and_writes_no_change() {
     // Over by now: idle for longer than its idle timeout.
     let expired = record_bytes(&mut con, Some("ned"), 2, 60_000, 1_000);
     assert_eq!(restore(&mut con, &handle_of("expired"), &expired).as_deref(), Ok("EXPIRED"));
-    assert!(!exists(&mut con, &session_key("expired")), "an expired record was written");
+    assert!(!exists(&mut con, &session_key_of("expired")), "an expired record was written");
     assert_eq!(get(&mut con, "expired"), Value::Nil);
 
     // Logged out: the tombstone refuses it.
-    assert!(exists(&mut con, &tombstone_key("logged-out")));
+    assert!(exists(&mut con, &tombstone_key_of("logged-out")));
     assert_eq!(restore(&mut con, &handle_of("logged-out"), &logged_out).as_deref(), Ok("REVOKED"));
-    assert!(!exists(&mut con, &session_key("logged-out")), "a revoked session was written back");
+    assert!(!exists(&mut con, &session_key_of("logged-out")), "a revoked session was written back");
     assert_eq!(get(&mut con, "logged-out"), Value::Nil);
 
     // The mirror has nothing: remembered as missing.
     assert_eq!(restore(&mut con, &handle_of("unknown"), b"NOTFOUND").as_deref(), Ok("NOTFOUND"));
-    assert!(exists(&mut con, &not_found_key("unknown")), "no negative-cache marker");
-    assert!(!exists(&mut con, &session_key("unknown")));
+    assert!(exists(&mut con, &not_found_key_of("unknown")), "no negative-cache marker");
+    assert!(!exists(&mut con, &session_key_of("unknown")));
 
-    assert_eq!(stream_length(&mut con, CHANGE_STREAM), stream_before, "RESTORE streamed a change");
+    assert_eq!(stream_length(&mut con, &change_stream_key(0)), stream_before, "RESTORE streamed a change");
     assert_eq!(counter(&mut con, "qsess_stream_entries_written"), written_before);
 }
 
@@ -132,24 +133,24 @@ fn restore_refuses_sessions_their_user_revoked_after_creating_them() {
         redis::cmd("QSESS.REVOKEUSER").arg("ora").arg("EXCEPT").arg("ora-current").query(&mut con).unwrap();
     assert_eq!(revoked, 0, "Redis held no other session of ora");
     let at: u64 = {
-        let value: String = redis::cmd("GET").arg("qs:{0}:r:ora").query(&mut con).unwrap();
+        let value: String = redis::cmd("GET").arg(user_revocation_key(0, "ora")).query(&mut con).unwrap();
         value.split(' ').next().unwrap().parse().unwrap()
     };
 
     assert_eq!(restore(&mut con, &handle_of("ora-old"), &before_revocation).as_deref(), Ok("REVOKED"));
-    assert!(exists(&mut con, &tombstone_key("ora-old")), "the refusal left no tombstone");
+    assert!(exists(&mut con, &tombstone_key_of("ora-old")), "the refusal left no tombstone");
     assert_eq!(get(&mut con, "ora-old"), Value::Nil);
     // The session EXCEPT kept (it lives in Redis, so the same version is stale, not revoked) ...
     let current = raw_record(&mut con, "ora-current").unwrap();
     assert_eq!(restore(&mut con, &handle_of("ora-current"), &current).as_deref(), Ok("STALE"));
     // ... and, once Redis lost it, comes back.
-    let _: i64 = redis::cmd("DEL").arg(session_key("ora-current")).query(&mut con).unwrap();
+    let _: i64 = redis::cmd("DEL").arg(session_key_of("ora-current")).query(&mut con).unwrap();
     assert_eq!(restore(&mut con, &handle_of("ora-current"), &current).as_deref(), Ok("RESTORED"));
     // Another user's session is not concerned.
     assert_eq!(restore(&mut con, &handle_of("pat-old"), &other_user).as_deref(), Ok("RESTORED"));
 
     // A session created after the revocation is restored.
-    wait_clock_past(&mut con, at);
+    wait_until_server_clock_is_past(&mut con, at as i64);
     let after_revocation = record_bytes(&mut con, Some("ora"), 1, 0, 600_000);
     assert_eq!(restore(&mut con, &handle_of("ora-new"), &after_revocation).as_deref(), Ok("RESTORED"));
     assert_eq!(restore(&mut con, &handle_of("ora-kept"), &kept).as_deref(), Ok("REVOKED"));

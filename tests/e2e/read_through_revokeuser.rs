@@ -4,11 +4,12 @@
 
 use redis::{Connection, Value};
 
-use crate::mirror_support::{eventually_row, handle_of, mirror_row, MirrorRow};
-use crate::read_through_support::{
-    counter, del_key, exists, get, get_notouch, raw_record, restore, session_key, set_session, tombstone_key,
-    wait_clock_past, Stack,
+use crate::support::mirror::{eventually_row, mirror_row, MirrorRow};
+use crate::support::read_through::{
+    counter, del_key, exists, get, get_notouch, raw_record, restore, set_session, Stack,
 };
+use crate::support::server_clock::wait_until_server_clock_is_past;
+use crate::support::session_keys::{handle_of, session_key_of, tombstone_key_of, user_revocation_key};
 
 const MISS_TIMEOUT_MS: &str = "10000";
 
@@ -21,9 +22,9 @@ fn revokeuser(con: &mut Connection, user: &str, except: Option<&str>) -> i64 {
     command.query(con).unwrap_or_else(|e| panic!("QSESS.REVOKEUSER {user}: {e}"))
 }
 
-/// When `user` last revoked everything, from `qs:{0}:r:<user>`.
+/// When `user` last revoked everything, from the user-revocation key of bucket 0.
 fn revoked_at(con: &mut Connection, user: &str) -> u64 {
-    let value: String = redis::cmd("GET").arg(format!("qs:{{0}}:r:{user}")).query(con).unwrap();
+    let value: String = redis::cmd("GET").arg(user_revocation_key(0, user)).query(con).unwrap();
     value.split(' ').next().unwrap().parse().unwrap()
 }
 
@@ -51,10 +52,10 @@ fn revokeuser_after_redis_lost_everything_ends_the_sessions_only_the_mirror_hold
 
     // (i) None of them can come back: a reload is refused (and tombstones the id), a read is nil.
     assert_eq!(restore(&mut con, &handle_of(doomed[0]), &records[0]).as_deref(), Ok("REVOKED"));
-    assert!(exists(&mut con, &tombstone_key(doomed[0])));
+    assert!(exists(&mut con, &tombstone_key_of(doomed[0])));
     for sid in doomed {
         assert_eq!(get(&mut con, sid), Value::Nil, "{sid} came back after REVOKEUSER");
-        assert!(!exists(&mut con, &session_key(sid)));
+        assert!(!exists(&mut con, &session_key_of(sid)));
     }
     for (sid, record) in doomed.iter().zip(&records) {
         assert_eq!(restore(&mut con, &handle_of(sid), record).as_deref(), Ok("REVOKED"), "{sid}");
@@ -68,11 +69,11 @@ fn revokeuser_after_redis_lost_everything_ends_the_sessions_only_the_mirror_hold
     }
 
     // A session of 42 made after the revocation lives in both, and comes back when lost.
-    wait_clock_past(&mut con, at);
+    wait_until_server_clock_is_past(&mut con, at as i64);
     let version = set_session(&mut con, "u42-new", "42");
     stack.wait_mirrored("u42-new", version);
     let fresh = get_notouch(&mut con, "u42-new");
-    del_key(&mut con, &session_key("u42-new"));
+    del_key(&mut con, &session_key_of("u42-new"));
     assert_eq!(get(&mut con, "u42-new"), fresh, "a session made after the revocation did not come back");
     let row = mirror_row(&mut stack.pg, &handle_of("u42-new")).unwrap();
     assert!(row.live && row.ended_ms.is_none(), "the mirror ended a session made after the revocation: {row:?}");
@@ -107,7 +108,7 @@ fn revokeuser_except_after_redis_lost_everything_keeps_exactly_that_session() {
     let kept = mirror_row(&mut stack.pg, &handle_of("u77-current")).unwrap();
     assert!(kept.live && kept.ended_ms.is_none(), "the mirror ended the session kept by EXCEPT: {kept:?}");
     // Lost once more, the kept session still comes back.
-    del_key(&mut con, &session_key("u77-current"));
+    del_key(&mut con, &session_key_of("u77-current"));
     assert_eq!(get(&mut con, "u77-current"), current);
 }
 
@@ -150,7 +151,7 @@ fn a_session_made_right_after_revokeuser_in_the_same_millisecond_survives() {
     // Once its row is there, everything before it in the stream (the revocation) was mirrored too.
     let row = wait_row_at_version(&mut stack.pg, &sid, 1);
     let expected = get_notouch(&mut con, &sid);
-    del_key(&mut con, &session_key(&sid));
+    del_key(&mut con, &session_key_of(&sid));
     let reread = get(&mut con, &sid);
     let mut problems = Vec::new();
     if reread != expected {
@@ -177,7 +178,7 @@ fn the_session_kept_by_revokeuser_except_comes_back_after_it_was_rotated() {
     stack.wait_ended("u88-other", "revoke");
     let expected = get_notouch(&mut con, "u88-rotated");
 
-    del_key(&mut con, &session_key("u88-rotated"));
+    del_key(&mut con, &session_key_of("u88-rotated"));
     let reread = get(&mut con, "u88-rotated");
     let mut problems = Vec::new();
     if reread != expected {

@@ -6,30 +6,12 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::commands_support::{send_command_expecting_success, send_command_words};
+use crate::support::commands::{send_command_expecting_success, send_command_words};
+use crate::support::server_clock::{server_clock_ms, wait_for_the_next_server_millisecond};
+use crate::support::session_keys::{change_stream_key, session_key, tombstone_key_prefix};
 use qsess_record::{ChangeRecord, Handle, UserRevocation};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
-
-const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
-
-fn server_clock_ms(con: &mut Connection) -> u64 {
-    let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + microseconds / 1000
-}
-
-/// Waits for the server clock to tick, so that a read with touch-granularity-ms 0 records activity.
-fn wait_for_the_next_server_millisecond(con: &mut Connection) {
-    let start = server_clock_ms(con);
-    eventually(Duration::from_secs(5), "the server clock to move on", || {
-        let now = server_clock_ms(con);
-        if now > start {
-            Ok(())
-        } else {
-            Err(format!("server clock still at {now} ms"))
-        }
-    });
-}
 
 /// Runs every write command (and its options) against a primary started with touch-granularity-ms 0;
 /// returns every session id and user id it used, live or ended.
@@ -76,7 +58,7 @@ fn run_workload_of_every_write_command(con: &mut Connection) -> (Vec<String>, Ve
 /// The ops and delete reasons in the change stream, to check that the workload exercised everything.
 fn change_kinds_in_stream(con: &mut Connection) -> Vec<String> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(CHANGE_STREAM_KEY).arg("-").arg("+").query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
     let mut kinds = Vec::new();
     for (id, flat_fields) in &entries {
         let pairs: Vec<(&[u8], &[u8])> =
@@ -155,10 +137,10 @@ fn assert_replica_holds_exactly_the_primary_dataset(primary_con: &mut Connection
     let primary_digest: String = redis::cmd("DEBUG").arg("DIGEST").query(primary_con).unwrap();
     let replica_digest: String = redis::cmd("DEBUG").arg("DIGEST").query(replica_con).unwrap();
     assert_eq!(replica_digest, primary_digest);
-    assert!(on_primary.keys().any(|key| key.starts_with("qs:{0}:t:")), "workload left no tombstones");
+    assert!(on_primary.keys().any(|key| key.starts_with(&tombstone_key_prefix(0))), "workload left no tombstones");
     let without_expiry: Vec<&String> =
         on_primary.iter().filter(|(_, value)| value.pexpiretime < 0).map(|(key, _)| key).collect();
-    assert_eq!(without_expiry, [CHANGE_STREAM_KEY], "only the change stream may live forever");
+    assert_eq!(without_expiry, [&change_stream_key(0)], "only the change stream may live forever");
 }
 
 #[test]
@@ -275,7 +257,7 @@ fn absolute_ms_argument(word: &[u8], not_before_ms: u64, what: &str) -> u64 {
 fn aof_holds_multi_exec_blocks_of_plain_deterministic_commands_without_raw_ids() {
     let server = RedisServer::builder().module_arg("touch-granularity-ms", 0).server_arg("--appendonly", "yes").start();
     let mut con = server.connection();
-    let start_ms = server_clock_ms(&mut con);
+    let start_ms = server_clock_ms(&mut con) as u64;
     let secret = |n: u32| format!("raw-secret-session-id-{n}-do-not-persist");
     send_command_expecting_success(&mut con, &["QSESS.SET", &secret(1), "USER", "42", "DATA", "hello"]);
     wait_for_the_next_server_millisecond(&mut con);
@@ -305,7 +287,7 @@ fn aof_holds_multi_exec_blocks_of_plain_deterministic_commands_without_raw_ids()
     let mut inside_block = false;
     let mut xadd_ids = Vec::new();
     let mut last_record_expiry = None;
-    let record_key_of_five = format!("qs:{{0}}:s:{}", Handle::from_session_id(secret(5).as_bytes()));
+    let record_key_of_five = session_key(0, &Handle::from_session_id(secret(5).as_bytes()));
     for words in &commands {
         let name = String::from_utf8_lossy(&words[0]).to_ascii_uppercase();
         match (name.as_str(), inside_block) {
@@ -335,7 +317,7 @@ fn aof_holds_multi_exec_blocks_of_plain_deterministic_commands_without_raw_ids()
     assert!(!inside_block, "the AOF ends inside a MULTI block");
 
     let stream_ids: Vec<String> = redis::cmd("XRANGE")
-        .arg(CHANGE_STREAM_KEY)
+        .arg(change_stream_key(0))
         .arg("-")
         .arg("+")
         .query::<Vec<(String, Vec<Vec<u8>>)>>(&mut con)

@@ -1,7 +1,7 @@
 //! RESP2 and RESP3 clients get the same content: record replies are maps under RESP3 and flat
 //! field/value arrays under RESP2; integers, ids and nils look the same under both.
 
-use crate::commands_support::query_value;
+use crate::support::commands::query_value;
 use qsess_record::Handle;
 use qsess_tests::RedisServer;
 use redis::Value;

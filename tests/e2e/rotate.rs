@@ -1,30 +1,20 @@
 //! QSESS.ROTATE: the session moves to a new id with its data, owner and creation time; the old id is
 //! dead and tombstoned; every refusal leaves the keyspace untouched.
 
-use crate::commands_support::{
-    borrowed_pairs, qsess_command_error_text, qsess_command_reply, record_reply_fields_in_order, session_field_integer,
-    session_field_text, snapshot_of_every_key_dump_and_expiry,
+use crate::support::commands::{
+    borrowed_pairs, qsess_command_error_text, qsess_command_reply, session_field_integer, session_field_text,
+    snapshot_of_every_key_dump_and_expiry,
 };
+use crate::support::qsess_client::QsessClient;
+use crate::support::session_keys::{change_stream_key, handle_of, session_key_of, tombstone_key_of, user_index_key_of};
 use qsess_record::{ChangeRecord, DeleteReason, Handle};
 use qsess_tests::RedisServer;
 use redis::{Connection, Value};
 
-const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
-
-/// PEEK (never writes) as ordered (field, value) pairs, or `None` for nil.
-fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &str) -> Option<Vec<(String, Value)>> {
-    let reply = redis::cmd("QSESS.PEEK").arg(sid).query::<Value>(con).unwrap();
-    record_reply_fields_in_order(reply, "QSESS.PEEK")
-}
-
-fn handle_text_of_session_id(sid: &str) -> String {
-    Handle::from_session_id(sid.as_bytes()).as_str().to_owned()
-}
-
 /// Field/value pairs of every change stream entry, oldest first.
 fn change_stream_entry_fields(con: &mut Connection) -> Vec<Vec<(Vec<u8>, Vec<u8>)>> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(CHANGE_STREAM_OF_BUCKET_ZERO).arg("-").arg("+").query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
     entries
         .into_iter()
         .map(|(_, flat)| flat.chunks(2).map(|pair| (pair[0].clone(), pair[1].clone())).collect())
@@ -38,13 +28,13 @@ fn rotate_moves_the_session_to_the_new_id_and_tombstones_the_old_one() {
     let created = ["old-id", "DATA", "cart=3", "USER", "u1", "IP", "192.0.2.1", "UA", "agent"];
     qsess_command_reply(&mut con, "QSESS.SET", &created);
     qsess_command_reply(&mut con, "QSESS.SET", &["old-id", "DATA", "cart=4"]);
-    let before = peek_session_fields_in_reply_order(&mut con, "old-id").unwrap();
+    let before = QsessClient::new(&mut con).peek("old-id").unwrap();
 
     assert_eq!(qsess_command_reply(&mut con, "QSESS.ROTATE", &["old-id", "new-id"]), Value::Int(3));
-    assert_eq!(peek_session_fields_in_reply_order(&mut con, "old-id"), None);
+    assert_eq!(QsessClient::new(&mut con).peek("old-id"), None);
     assert_eq!(qsess_command_reply(&mut con, "QSESS.GET", &["old-id"]), Value::Nil);
-    let after = peek_session_fields_in_reply_order(&mut con, "new-id").expect("the new id is live");
-    assert_eq!(session_field_text(&after, "handle"), Some(handle_text_of_session_id("new-id")));
+    let after = QsessClient::new(&mut con).peek("new-id").expect("the new id is live");
+    assert_eq!(session_field_text(&after, "handle"), Some(handle_of("new-id")));
     assert_eq!(session_field_integer(&after, "ver"), 3);
     for kept in ["data", "user", "ip", "ua"] {
         assert_eq!(session_field_text(&after, kept), session_field_text(&before, kept), "{kept}");
@@ -53,20 +43,20 @@ fn rotate_moves_the_session_to_the_new_id_and_tombstones_the_old_one() {
         assert_eq!(session_field_integer(&after, kept), session_field_integer(&before, kept), "{kept}");
     }
 
-    let old_handle = handle_text_of_session_id("old-id");
-    let new_handle = handle_text_of_session_id("new-id");
-    let old_record_exists: i64 = redis::cmd("EXISTS").arg(format!("qs:{{0}}:s:{old_handle}")).query(&mut con).unwrap();
+    let new_handle = handle_of("new-id");
+    let old_record_exists: i64 = redis::cmd("EXISTS").arg(session_key_of("old-id")).query(&mut con).unwrap();
     assert_eq!(old_record_exists, 0);
-    let tombstone: Option<String> = redis::cmd("GET").arg(format!("qs:{{0}}:t:{old_handle}")).query(&mut con).unwrap();
+    let tombstone: Option<String> = redis::cmd("GET").arg(tombstone_key_of("old-id")).query(&mut con).unwrap();
     assert_eq!(tombstone.as_deref(), Some("3"), "the tombstone holds the delete version");
-    let tombstone_ttl: i64 = redis::cmd("PTTL").arg(format!("qs:{{0}}:t:{old_handle}")).query(&mut con).unwrap();
+    let tombstone_ttl: i64 = redis::cmd("PTTL").arg(tombstone_key_of("old-id")).query(&mut con).unwrap();
     assert!(tombstone_ttl > 0, "tombstone TTL {tombstone_ttl}");
 
-    let members: Vec<String> = redis::cmd("ZRANGE").arg("qs:{0}:u:u1").arg(0).arg(-1).query(&mut con).unwrap();
+    let members: Vec<String> =
+        redis::cmd("ZRANGE").arg(user_index_key_of("u1")).arg(0).arg(-1).query(&mut con).unwrap();
     assert_eq!(members, std::slice::from_ref(&new_handle));
     let listed: Vec<String> = redis::cmd("QSESS.BYUSER").arg("u1").query(&mut con).unwrap();
     assert_eq!(listed, std::slice::from_ref(&new_handle));
-    let score: i64 = redis::cmd("ZSCORE").arg("qs:{0}:u:u1").arg(&new_handle).query(&mut con).unwrap();
+    let score: i64 = redis::cmd("ZSCORE").arg(user_index_key_of("u1")).arg(&new_handle).query(&mut con).unwrap();
     assert_eq!(score, session_field_integer(&after, "expires"));
 
     let entries = change_stream_entry_fields(&mut con);
@@ -95,10 +85,11 @@ fn rotate_of_an_anonymous_session_keeps_it_anonymous() {
     let mut con = server.connection();
     qsess_command_reply(&mut con, "QSESS.SET", &["anon-old", "DATA", "d"]);
     assert_eq!(qsess_command_reply(&mut con, "QSESS.ROTATE", &["anon-old", "anon-new"]), Value::Int(2));
-    let after = peek_session_fields_in_reply_order(&mut con, "anon-new").unwrap();
+    let after = QsessClient::new(&mut con).peek("anon-new").unwrap();
     assert_eq!(session_field_text(&after, "user"), None);
     assert_eq!(session_field_text(&after, "data").as_deref(), Some("d"));
-    let index_keys: Vec<String> = redis::cmd("KEYS").arg("qs:{0}:u:*").query(&mut con).unwrap();
+    let index_keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{}*", user_index_key_of(""))).query(&mut con).unwrap();
     assert!(index_keys.is_empty(), "{index_keys:?}");
 }
 
@@ -110,7 +101,7 @@ fn rotate_of_a_missing_session_is_nil_and_writes_nothing() {
     let before = snapshot_of_every_key_dump_and_expiry(&mut con);
     assert_eq!(qsess_command_reply(&mut con, "QSESS.ROTATE", &["never-existed", "fresh"]), Value::Nil);
     assert_eq!(snapshot_of_every_key_dump_and_expiry(&mut con), before);
-    assert_eq!(peek_session_fields_in_reply_order(&mut con, "fresh"), None);
+    assert_eq!(QsessClient::new(&mut con).peek("fresh"), None);
 }
 
 #[test]
@@ -123,7 +114,7 @@ fn rotate_onto_an_id_in_use_is_refused_and_changes_nothing() {
     let error = qsess_command_error_text(&mut con, "QSESS.ROTATE", &["first", "second"]);
     assert_eq!(error, "ERR the new session id is already in use");
     assert_eq!(snapshot_of_every_key_dump_and_expiry(&mut con), before);
-    let second = peek_session_fields_in_reply_order(&mut con, "second").unwrap();
+    let second = QsessClient::new(&mut con).peek("second").unwrap();
     assert_eq!(session_field_text(&second, "data").as_deref(), Some("two"));
 }
 
@@ -149,6 +140,6 @@ fn rotate_onto_a_previously_deleted_id_is_refused_and_changes_nothing() {
     let error = qsess_command_error_text(&mut con, "QSESS.ROTATE", &["current", "logged-out"]);
     assert_eq!(error, "ERR session id was revoked and cannot be used again; mint a new one with QSESS.NEW");
     assert_eq!(snapshot_of_every_key_dump_and_expiry(&mut con), before);
-    assert!(peek_session_fields_in_reply_order(&mut con, "current").is_some());
-    assert_eq!(peek_session_fields_in_reply_order(&mut con, "logged-out"), None);
+    assert!(QsessClient::new(&mut con).peek("current").is_some());
+    assert_eq!(QsessClient::new(&mut con).peek("logged-out"), None);
 }

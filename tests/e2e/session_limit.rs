@@ -3,32 +3,14 @@
 
 use std::time::Duration;
 
-use crate::commands_support::{
-    handle_text_of_session_id, key_exists, send_command_expecting_integer, send_command_words,
-    sorted_keys_and_stream_length, stream_length, tombstone_key_of,
+use crate::support::commands::{
+    key_exists, send_command_expecting_integer, send_command_words, sorted_keys_and_stream_length, stream_length,
 };
+use crate::support::server_clock::{server_clock_ms, wait_until_server_clock_is_past};
+use crate::support::session_keys::{change_stream_key, handle_of, session_key_of, tombstone_key_of, user_index_key_of};
 use qsess_record::{ChangeRecord, DeleteReason};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
-
-const CHANGE_STREAM_KEY: &str = "qs:{0}:chg";
-
-fn server_clock_ms(con: &mut Connection) -> u64 {
-    let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + microseconds / 1000
-}
-
-/// Waits until the server's clock is past `ms`, so that the next session gets a later creation time.
-fn wait_until_server_clock_is_past(con: &mut Connection, ms: u64) {
-    eventually(Duration::from_secs(5), "the server clock to move on", || {
-        let now = server_clock_ms(con);
-        if now > ms {
-            Ok(())
-        } else {
-            Err(format!("server clock at {now} ms, waiting for > {ms}"))
-        }
-    });
-}
 
 /// Creates sessions for `user_id` one after another, each with a strictly later creation time.
 fn create_sessions_in_creation_order(con: &mut Connection, user_id: &str, session_ids: &[&str]) {
@@ -48,7 +30,7 @@ fn sorted_byuser_handles(con: &mut Connection, user_id: &str) -> Vec<String> {
 }
 
 fn sorted_handles_of(session_ids: &[&str]) -> Vec<String> {
-    let mut handles: Vec<String> = session_ids.iter().map(|id| handle_text_of_session_id(id)).collect();
+    let mut handles: Vec<String> = session_ids.iter().map(|id| handle_of(id)).collect();
     handles.sort();
     handles
 }
@@ -56,7 +38,7 @@ fn sorted_handles_of(session_ids: &[&str]) -> Vec<String> {
 /// (handle, version, reason) of every `del` entry after entry index `skip`, in stream order.
 fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<(String, u64, DeleteReason)> {
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(CHANGE_STREAM_KEY).arg("-").arg("+").query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
     let mut deletes = Vec::new();
     for (id, flat_fields) in entries.iter().skip(skip) {
         let pairs: Vec<(&[u8], &[u8])> =
@@ -83,10 +65,8 @@ fn limit_revokes_the_oldest_sessions_by_creation() {
     assert_eq!(sorted_byuser_handles(&mut con, "7"), sorted_handles_of(&["unrelated"]), "other users untouched");
     let mut deletes = delete_entries_after(&mut con, before);
     deletes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut expected = vec![
-        (handle_text_of_session_id("first"), 2, DeleteReason::Limit),
-        (handle_text_of_session_id("second"), 2, DeleteReason::Limit),
-    ];
+    let mut expected =
+        vec![(handle_of("first"), 2, DeleteReason::Limit), (handle_of("second"), 2, DeleteReason::Limit)];
     expected.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(deletes, expected);
     for revoked in ["first", "second"] {
@@ -106,7 +86,7 @@ fn limit_on_an_update_keeps_the_session_being_written_even_if_it_is_oldest() {
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.SET", "oldest", "DATA", "x", "LIMIT", "2"]), 2);
 
     assert_eq!(sorted_byuser_handles(&mut con, "42"), sorted_handles_of(&["oldest", "newest"]));
-    assert_eq!(delete_entries_after(&mut con, before), [(handle_text_of_session_id("middle"), 2, DeleteReason::Limit)]);
+    assert_eq!(delete_entries_after(&mut con, before), [(handle_of("middle"), 2, DeleteReason::Limit)]);
 
     // A limit the owner is already within revokes nothing.
     let before = stream_length(&mut con);
@@ -124,7 +104,7 @@ fn new_with_limit_one_logs_out_every_other_session() {
 
     let minted: String = redis::cmd("QSESS.NEW").arg("USER").arg("42").arg("LIMIT").arg("1").query(&mut con).unwrap();
 
-    assert_eq!(sorted_byuser_handles(&mut con, "42"), [handle_text_of_session_id(&minted)]);
+    assert_eq!(sorted_byuser_handles(&mut con, "42"), [handle_of(&minted)]);
     let deletes = delete_entries_after(&mut con, before);
     assert_eq!(deletes.len(), 2, "{deletes:?}");
     assert!(deletes.iter().all(|(_, _, reason)| *reason == DeleteReason::Limit), "{deletes:?}");
@@ -157,8 +137,8 @@ fn limit_counts_sessions_whose_record_vanished_as_gone_not_revoked() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
     create_sessions_in_creation_order(&mut con, "42", &["vanished", "survivor"]);
-    let vanished = handle_text_of_session_id("vanished");
-    let deleted: i64 = redis::cmd("DEL").arg(format!("qs:{{0}}:s:{vanished}")).query(&mut con).unwrap();
+    let vanished = handle_of("vanished");
+    let deleted: i64 = redis::cmd("DEL").arg(session_key_of("vanished")).query(&mut con).unwrap();
     assert_eq!(deleted, 1);
     let before = stream_length(&mut con);
 
@@ -168,7 +148,7 @@ fn limit_counts_sessions_whose_record_vanished_as_gone_not_revoked() {
     assert!(delete_entries_after(&mut con, before).is_empty(), "a vanished session is not revoked");
     assert!(!key_exists(&mut con, &tombstone_key_of("vanished")), "a vanished session gets no tombstone");
     assert!(!key_exists(&mut con, &tombstone_key_of("survivor")));
-    let score: Option<f64> = redis::cmd("ZSCORE").arg("qs:{0}:u:42").arg(&vanished).query(&mut con).unwrap();
+    let score: Option<f64> = redis::cmd("ZSCORE").arg(user_index_key_of("42")).arg(&vanished).query(&mut con).unwrap();
     assert_eq!(score, None, "the vanished session should be dropped from the index");
 }
 
@@ -190,8 +170,8 @@ fn limit_never_revokes_a_session_that_now_belongs_to_another_user() {
 
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.SET", "newest-42", "USER", "42", "LIMIT", "1"]), 1);
 
-    assert_eq!(sorted_byuser_handles(&mut con, "7"), [handle_text_of_session_id("shared")], "user 7 lost a session");
-    assert_eq!(sorted_byuser_handles(&mut con, "42"), [handle_text_of_session_id("newest-42")]);
+    assert_eq!(sorted_byuser_handles(&mut con, "7"), [handle_of("shared")], "user 7 lost a session");
+    assert_eq!(sorted_byuser_handles(&mut con, "42"), [handle_of("newest-42")]);
     let deletes = delete_entries_after(&mut con, before);
-    assert_eq!(deletes, [(handle_text_of_session_id("older-42"), 2, DeleteReason::Limit)]);
+    assert_eq!(deletes, [(handle_of("older-42"), 2, DeleteReason::Limit)]);
 }

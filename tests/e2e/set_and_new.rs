@@ -2,23 +2,19 @@
 //! buckets, binary data, IP normalisation and the runtime privacy and timeout settings.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use crate::commands_support::{
-    borrowed_pairs, byuser_handles, qsess_command_error_text, qsess_command_reply, record_reply_fields_in_order,
-    server_clock_ms, session_field_integer, snapshot_of_every_key_dump_and_expiry,
+use crate::support::commands::{
+    borrowed_pairs, qsess_command_error_text, qsess_command_reply, session_field_integer,
+    snapshot_of_every_key_dump_and_expiry,
+};
+use crate::support::qsess_client::QsessClient;
+use crate::support::server_clock::wait_until_server_clock_is_past;
+use crate::support::session_keys::{
+    change_stream_key, handle_of, session_key, session_key_of, typed_handle_of, user_index_key, user_index_key_of,
 };
 use qsess_record::{ChangeRecord, Handle, SessionRecord};
-use qsess_tests::{eventually, RedisServer};
+use qsess_tests::RedisServer;
 use redis::{Connection, Value};
-
-const CHANGE_STREAM_OF_BUCKET_ZERO: &str = "qs:{0}:chg";
-
-/// PEEK (never writes) as ordered (field, value) pairs, or `None` for nil.
-fn peek_session_fields_in_reply_order(con: &mut Connection, sid: &[u8]) -> Option<Vec<(String, Value)>> {
-    let reply = redis::cmd("QSESS.PEEK").arg(sid).query::<Value>(con).unwrap();
-    record_reply_fields_in_order(reply, "QSESS.PEEK")
-}
 
 fn session_field_bytes(fields: &[(String, Value)], name: &str) -> Option<Vec<u8>> {
     match fields.iter().find(|(field, _)| field == name) {
@@ -32,23 +28,8 @@ fn session_field_text(fields: &[(String, Value)], name: &str) -> Option<String> 
     session_field_bytes(fields, name).map(|bytes| String::from_utf8(bytes).unwrap())
 }
 
-fn handle_text_of_session_id(sid: &[u8]) -> String {
-    Handle::from_session_id(sid).as_str().to_owned()
-}
-
 fn user_index_members_in_order(con: &mut Connection, bucket: u32, uid: &str) -> Vec<String> {
-    redis::cmd("ZRANGE").arg(format!("qs:{{{bucket}}}:u:{uid}")).arg(0).arg(-1).query(con).unwrap()
-}
-
-fn wait_until_server_clock_passes(con: &mut Connection, ms: i64) {
-    eventually(Duration::from_secs(2), "the server clock to advance", || {
-        let now = server_clock_ms(con);
-        if now > ms {
-            Ok(())
-        } else {
-            Err(format!("server clock {now} <= {ms}"))
-        }
-    });
+    redis::cmd("ZRANGE").arg(user_index_key(bucket, uid)).arg(0).arg(-1).query(con).unwrap()
 }
 
 /// Field/value pairs of every change stream entry, oldest first.
@@ -87,7 +68,7 @@ fn set_creates_version_one_then_updates_keep_created_and_omitted_fields() {
     let created_reply =
         qsess_command_reply(&mut con, "QSESS.SET", &["s1", "DATA", "d1", "USER", "u1", "IP", "192.0.2.1", "UA", "ua1"]);
     assert_eq!(created_reply, Value::Int(1));
-    let first = peek_session_fields_in_reply_order(&mut con, b"s1").expect("session exists");
+    let first = QsessClient::new(&mut con).peek("s1").expect("session exists");
     let created = session_field_integer(&first, "created");
     assert_eq!(session_field_integer(&first, "ver"), 1);
     assert_eq!(session_field_integer(&first, "updated"), created);
@@ -96,9 +77,9 @@ fn set_creates_version_one_then_updates_keep_created_and_omitted_fields() {
     assert_eq!(session_field_integer(&first, "abs"), created + 86_400_000);
     assert_eq!(session_field_integer(&first, "expires"), created + 1_800_000);
 
-    wait_until_server_clock_passes(&mut con, created);
+    wait_until_server_clock_is_past(&mut con, created);
     assert_eq!(qsess_command_reply(&mut con, "QSESS.SET", &["s1", "DATA", "d2"]), Value::Int(2));
-    let second = peek_session_fields_in_reply_order(&mut con, b"s1").unwrap();
+    let second = QsessClient::new(&mut con).peek("s1").unwrap();
     let seen = session_field_integer(&second, "seen");
     assert_eq!(session_field_integer(&second, "ver"), 2);
     assert_eq!(session_field_integer(&second, "created"), created);
@@ -113,12 +94,12 @@ fn set_creates_version_one_then_updates_keep_created_and_omitted_fields() {
 
     // ABSOLUTE given on an update counts from creation, not from now.
     assert_eq!(qsess_command_reply(&mut con, "QSESS.SET", &["s1", "ABSOLUTE", "90000000"]), Value::Int(3));
-    let third = peek_session_fields_in_reply_order(&mut con, b"s1").unwrap();
+    let third = QsessClient::new(&mut con).peek("s1").unwrap();
     assert_eq!(session_field_integer(&third, "abs"), created + 90_000_000);
     assert_eq!(session_field_text(&third, "data").as_deref(), Some("d2"));
     assert_eq!(session_field_text(&third, "user").as_deref(), Some("u1"));
 
-    let versions: Vec<u64> = change_stream_entry_fields(&mut con, CHANGE_STREAM_OF_BUCKET_ZERO)
+    let versions: Vec<u64> = change_stream_entry_fields(&mut con, &change_stream_key(0))
         .iter()
         .map(|entry| match ChangeRecord::parse(&borrowed_pairs(entry)).unwrap() {
             ChangeRecord::Set { version, user, .. } => {
@@ -160,16 +141,16 @@ fn anon_removes_the_owner_and_the_session_leaves_the_users_index() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
     qsess_command_reply(&mut con, "QSESS.SET", &["s1", "USER", "u1", "DATA", "kept"]);
-    let handle = handle_text_of_session_id(b"s1");
-    assert_eq!(byuser_handles(&mut con, "u1"), std::slice::from_ref(&handle));
+    let handle = handle_of("s1");
+    assert_eq!(QsessClient::new(&mut con).byuser_handles("u1"), std::slice::from_ref(&handle));
     assert_eq!(qsess_command_reply(&mut con, "QSESS.SET", &["s1", "ANON"]), Value::Int(2));
-    let fields = peek_session_fields_in_reply_order(&mut con, b"s1").unwrap();
+    let fields = QsessClient::new(&mut con).peek("s1").unwrap();
     assert_eq!(session_field_text(&fields, "user"), None, "{fields:?}");
     assert_eq!(session_field_text(&fields, "data").as_deref(), Some("kept"));
-    assert!(byuser_handles(&mut con, "u1").is_empty());
-    let index_exists: i64 = redis::cmd("EXISTS").arg("qs:{0}:u:u1").query(&mut con).unwrap();
+    assert!(QsessClient::new(&mut con).byuser_handles("u1").is_empty());
+    let index_exists: i64 = redis::cmd("EXISTS").arg(user_index_key_of("u1")).query(&mut con).unwrap();
     assert_eq!(index_exists, 0, "the emptied index key must be gone");
-    let entries = change_stream_entry_fields(&mut con, CHANGE_STREAM_OF_BUCKET_ZERO);
+    let entries = change_stream_entry_fields(&mut con, &change_stream_key(0));
     let last = ChangeRecord::parse(&borrowed_pairs(entries.last().unwrap())).unwrap();
     assert!(matches!(last, ChangeRecord::Set { user: None, version: 2, .. }), "{last:?}");
 }
@@ -181,13 +162,13 @@ fn changing_user_moves_the_session_between_the_two_users_indexes() {
     qsess_command_reply(&mut con, "QSESS.SET", &["moving", "USER", "alice"]);
     qsess_command_reply(&mut con, "QSESS.SET", &["staying", "USER", "alice"]);
     assert_eq!(qsess_command_reply(&mut con, "QSESS.SET", &["moving", "USER", "bob"]), Value::Int(2));
-    let moving = handle_text_of_session_id(b"moving");
-    assert_eq!(user_index_members_in_order(&mut con, 0, "alice"), [handle_text_of_session_id(b"staying")]);
+    let moving = handle_of("moving");
+    assert_eq!(user_index_members_in_order(&mut con, 0, "alice"), [handle_of("staying")]);
     assert_eq!(user_index_members_in_order(&mut con, 0, "bob"), std::slice::from_ref(&moving));
-    assert_eq!(byuser_handles(&mut con, "bob"), std::slice::from_ref(&moving));
-    assert_eq!(byuser_handles(&mut con, "alice"), [handle_text_of_session_id(b"staying")]);
-    let expires = session_field_integer(&peek_session_fields_in_reply_order(&mut con, b"moving").unwrap(), "expires");
-    let score: i64 = redis::cmd("ZSCORE").arg("qs:{0}:u:bob").arg(&moving).query(&mut con).unwrap();
+    assert_eq!(QsessClient::new(&mut con).byuser_handles("bob"), std::slice::from_ref(&moving));
+    assert_eq!(QsessClient::new(&mut con).byuser_handles("alice"), [handle_of("staying")]);
+    let expires = session_field_integer(&QsessClient::new(&mut con).peek("moving").unwrap(), "expires");
+    let score: i64 = redis::cmd("ZSCORE").arg(user_index_key_of("bob")).arg(&moving).query(&mut con).unwrap();
     assert_eq!(score, expires);
 }
 
@@ -198,9 +179,9 @@ fn binary_data_with_every_byte_value_round_trips() {
     let data: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
     let reply: Value = redis::cmd("QSESS.SET").arg("bin").arg("DATA").arg(&data).query(&mut con).unwrap();
     assert_eq!(reply, Value::Int(1));
-    let fields = peek_session_fields_in_reply_order(&mut con, b"bin").unwrap();
+    let fields = QsessClient::new(&mut con).peek("bin").unwrap();
     assert_eq!(session_field_bytes(&fields, "data"), Some(data.clone()));
-    let entries = change_stream_entry_fields(&mut con, CHANGE_STREAM_OF_BUCKET_ZERO);
+    let entries = change_stream_entry_fields(&mut con, &change_stream_key(0));
     let ChangeRecord::Set { record, .. } = ChangeRecord::parse(&borrowed_pairs(&entries[0])).unwrap() else {
         panic!("first entry is not a set");
     };
@@ -216,15 +197,15 @@ fn new_mints_distinct_url_safe_ids_whose_sessions_carry_the_options() {
         let sid: String = redis::cmd("QSESS.NEW").arg(&["USER", "u7", "DATA", "payload"][..]).query(&mut con).unwrap();
         assert_eq!(sid.len(), 32, "{sid}");
         assert!(sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{sid}");
-        let fields = peek_session_fields_in_reply_order(&mut con, sid.as_bytes()).expect("minted session exists");
+        let fields = QsessClient::new(&mut con).peek(&sid).expect("minted session exists");
         assert_eq!(session_field_text(&fields, "user").as_deref(), Some("u7"));
         assert_eq!(session_field_text(&fields, "data").as_deref(), Some("payload"));
         assert_eq!(session_field_integer(&fields, "ver"), 1);
         ids.insert(sid);
     }
     assert_eq!(ids.len(), 20);
-    let expected: BTreeSet<String> = ids.iter().map(|sid| handle_text_of_session_id(sid.as_bytes())).collect();
-    assert_eq!(byuser_handles(&mut con, "u7").into_iter().collect::<BTreeSet<_>>(), expected);
+    let expected: BTreeSet<String> = ids.iter().map(|sid| handle_of(sid)).collect();
+    assert_eq!(QsessClient::new(&mut con).byuser_handles("u7").into_iter().collect::<BTreeSet<_>>(), expected);
 }
 
 #[test]
@@ -240,21 +221,21 @@ fn new_with_four_buckets_mints_ids_in_the_users_bucket_with_keys_under_it() {
         let (prefix, random) = sid.split_once('.').unwrap_or_else(|| panic!("no bucket prefix in {sid}"));
         assert_eq!(prefix, bucket.to_string(), "{uid} is in bucket {bucket}, got id {sid}");
         assert_eq!(random.len(), 32, "{sid}");
-        let handle = handle_text_of_session_id(sid.as_bytes());
+        let handle = handle_of(&sid);
         let record_exists: i64 =
-            redis::cmd("EXISTS").arg(format!("qs:{{{bucket}}}:s:{handle}")).query(&mut con).unwrap();
+            redis::cmd("EXISTS").arg(session_key(bucket, &typed_handle_of(&sid))).query(&mut con).unwrap();
         assert_eq!(record_exists, 1);
         assert_eq!(user_index_members_in_order(&mut con, bucket, &uid), [handle]);
     }
     assert!(buckets_seen.len() > 1, "test users all landed in {buckets_seen:?}");
     let stream_lengths: i64 =
-        (0..4).map(|b| redis::cmd("XLEN").arg(format!("qs:{{{b}}}:chg")).query::<i64>(&mut con).unwrap()).sum();
+        (0..4).map(|b| redis::cmd("XLEN").arg(change_stream_key(b)).query::<i64>(&mut con).unwrap()).sum();
     assert_eq!(stream_lengths, 12);
     let anonymous: String = redis::cmd("QSESS.NEW").arg("ANON").query(&mut con).unwrap();
     let bucket: u32 = anonymous.split_once('.').unwrap().0.parse().unwrap();
     assert!(bucket < 4);
-    let handle = handle_text_of_session_id(anonymous.as_bytes());
-    let record_exists: i64 = redis::cmd("EXISTS").arg(format!("qs:{{{bucket}}}:s:{handle}")).query(&mut con).unwrap();
+    let record_exists: i64 =
+        redis::cmd("EXISTS").arg(session_key(bucket, &typed_handle_of(&anonymous))).query(&mut con).unwrap();
     assert_eq!(record_exists, 1);
 }
 
@@ -286,7 +267,7 @@ fn ipv6_and_ipv4_mapped_addresses_are_stored_normalised() {
         ("203.0.113.7", "203.0.113.7"),
     ] {
         qsess_command_reply(&mut con, "QSESS.SET", &[given, "IP", given]);
-        let fields = peek_session_fields_in_reply_order(&mut con, given.as_bytes()).unwrap();
+        let fields = QsessClient::new(&mut con).peek(given).unwrap();
         assert_eq!(session_field_text(&fields, "ip").as_deref(), Some(stored), "for {given}");
     }
 }
@@ -302,9 +283,7 @@ fn ip_and_ua_modes_set_at_runtime_apply_to_new_writes() {
     config_set(&mut con, "qsess.ip-mode", "truncated");
     qsess_command_reply(&mut con, "QSESS.SET", &["v4", "IP", "203.0.113.77"]);
     qsess_command_reply(&mut con, "QSESS.SET", &["v6", "IP", "2001:db8:abcd:12::99"]);
-    let ip_of = |con: &mut Connection, sid: &str| {
-        session_field_text(&peek_session_fields_in_reply_order(con, sid.as_bytes()).unwrap(), "ip")
-    };
+    let ip_of = |con: &mut Connection, sid: &str| session_field_text(&QsessClient::new(con).peek(sid).unwrap(), "ip");
     assert_eq!(ip_of(&mut con, "v4").as_deref(), Some("203.0.113.0"));
     assert_eq!(ip_of(&mut con, "v6").as_deref(), Some("2001:db8:abcd::"));
     assert_eq!(ip_of(&mut con, "before").as_deref(), Some("203.0.113.77"), "existing records are not rewritten");
@@ -314,11 +293,11 @@ fn ip_and_ua_modes_set_at_runtime_apply_to_new_writes() {
     qsess_command_reply(&mut con, "QSESS.SET", &["private", "IP", "203.0.113.77", "UA", "agent"]);
     qsess_command_reply(&mut con, "QSESS.SET", &["before", "IP", "198.51.100.1", "UA", "agent2"]);
     for sid in ["private", "before"] {
-        let fields = peek_session_fields_in_reply_order(&mut con, sid.as_bytes()).unwrap();
+        let fields = QsessClient::new(&mut con).peek(sid).unwrap();
         assert_eq!(session_field_text(&fields, "ip"), None, "{sid}: {fields:?}");
         assert_eq!(session_field_text(&fields, "ua"), None, "{sid}: {fields:?}");
     }
-    for entry in change_stream_entry_fields(&mut con, CHANGE_STREAM_OF_BUCKET_ZERO).iter().rev().take(2) {
+    for entry in change_stream_entry_fields(&mut con, &change_stream_key(0)).iter().rev().take(2) {
         let ChangeRecord::Set { record, .. } = ChangeRecord::parse(&borrowed_pairs(entry)).unwrap() else {
             panic!("expected set entries");
         };
@@ -329,7 +308,7 @@ fn ip_and_ua_modes_set_at_runtime_apply_to_new_writes() {
     config_set(&mut con, "qsess.ip-mode", "full");
     config_set(&mut con, "qsess.ua-mode", "full");
     qsess_command_reply(&mut con, "QSESS.SET", &["after", "IP", "203.0.113.77", "UA", "agent"]);
-    let fields = peek_session_fields_in_reply_order(&mut con, b"after").unwrap();
+    let fields = QsessClient::new(&mut con).peek("after").unwrap();
     assert_eq!(session_field_text(&fields, "ip").as_deref(), Some("203.0.113.77"));
     assert_eq!(session_field_text(&fields, "ua").as_deref(), Some("agent"));
 }
@@ -344,15 +323,15 @@ fn config_set_idle_timeout_changes_the_default_used_by_set() {
         redis::cmd("CONFIG").arg("GET").arg("qsess.idle-timeout-ms").query(&mut con).unwrap();
     assert_eq!(value, 5000);
     qsess_command_reply(&mut con, "QSESS.SET", &["new-default"]);
-    let fields = peek_session_fields_in_reply_order(&mut con, b"new-default").unwrap();
+    let fields = QsessClient::new(&mut con).peek("new-default").unwrap();
     assert_eq!(session_field_integer(&fields, "idle"), 5000);
     let expires = session_field_integer(&fields, "expires");
     assert_eq!(expires, session_field_integer(&fields, "seen") + 5000);
-    let record_key = format!("qs:{{0}}:s:{}", handle_text_of_session_id(b"new-default"));
+    let record_key = session_key_of("new-default");
     let expire_time: i64 = redis::cmd("PEXPIRETIME").arg(&record_key).query(&mut con).unwrap();
     assert_eq!(expire_time, expires);
     // An update without IDLE keeps the session's own timeout, not the new default.
     qsess_command_reply(&mut con, "QSESS.SET", &["old-default", "DATA", "x"]);
-    let fields = peek_session_fields_in_reply_order(&mut con, b"old-default").unwrap();
+    let fields = QsessClient::new(&mut con).peek("old-default").unwrap();
     assert_eq!(session_field_integer(&fields, "idle"), 1_800_000);
 }

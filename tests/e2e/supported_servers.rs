@@ -3,7 +3,8 @@
 //! categories. `scripts/test` runs this suite once per server; the Valkey run is the libc-malloc one
 //! that crashed before the module had its own allocator (ARCHITECTURE.md, "The allocator").
 
-use crate::geo_support::{byuser_meta, field, fixture, handle_of, peek, set, CITY_DB, FIREFOX_UA, IPHONE_UA};
+use crate::support::geo::{byuser_meta, field, fixture, peek, set, CITY_DB, FIREFOX_UA, IPHONE_UA};
+use crate::support::session_keys::handle_of;
 use qsess_tests::{RedisServer, ServerName};
 use redis::{Connection, Value};
 

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use qsess_tests::{eventually, free_port, run_syncd_with_env, shared_cluster, Daemon, RedisServer, SyncdOutput};
 use redis::{Connection, Value};
 
-use crate::mirror_support::{eventually_row, handle_of, CHANGE_STREAM, MIRROR_DEADLINE};
-use crate::read_through_support::{
-    byuser, del_key, get, get_notouch, index_key, redis_with, session_key, set_session, sorted_handles, wait_mirrored,
-    LEASE_LAPSE_DEADLINE,
+use crate::support::mirror::{eventually_row, MIRROR_DEADLINE};
+use crate::support::read_through::{
+    byuser, del_key, get, get_notouch, redis_with, set_session, sorted_handles, wait_mirrored, LEASE_LAPSE_DEADLINE,
 };
+use crate::support::session_keys::{change_stream_key, handle_of, session_key_of, user_index_key_of};
 
 const PASSWORD: &str = "syncd-acl-pw-7d1e";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -166,7 +166,7 @@ fn a_flood_of_malformed_reload_requests_never_stops_the_loader() {
     }
     // A user's whole list comes back too, through the channel the flood uses.
     let anna: Vec<&str> = sids.iter().take(8).map(String::as_str).collect();
-    del_key(&mut con, &index_key("flood-anna"));
+    del_key(&mut con, &user_index_key_of("flood-anna"));
     let listed = byuser(&mut con, "flood-anna");
     stop.store(true, Ordering::Relaxed);
     flooder.join().unwrap();
@@ -250,7 +250,7 @@ fn the_daemon_mirrors_and_reloads_as_a_restricted_acl_user() {
     wait_mirrored(&mut pg, "acl-laptop", laptop);
     wait_mirrored(&mut pg, "acl-phone", phone);
     eventually(MIRROR_DEADLINE, "the change stream to be trimmed", || {
-        let length: i64 = redis::cmd("XLEN").arg(CHANGE_STREAM).query(&mut admin).map_err(|e| e.to_string())?;
+        let length: i64 = redis::cmd("XLEN").arg(change_stream_key(0)).query(&mut admin).map_err(|e| e.to_string())?;
         match length {
             0 => Ok(()),
             length => Err(format!("{length} entries left")),
@@ -259,10 +259,10 @@ fn the_daemon_mirrors_and_reloads_as_a_restricted_acl_user() {
 
     // The loader: a lost session comes back on its next read, a lost index on the next BYUSER.
     let before = get_notouch(&mut admin, "acl-laptop");
-    del_key(&mut admin, &session_key("acl-laptop"));
+    del_key(&mut admin, &session_key_of("acl-laptop"));
     assert_eq!(get(&mut admin, "acl-laptop"), before, "the lost session did not come back");
-    del_key(&mut admin, &session_key("acl-phone"));
-    del_key(&mut admin, &index_key("acl-user"));
+    del_key(&mut admin, &session_key_of("acl-phone"));
+    del_key(&mut admin, &user_index_key_of("acl-user"));
     assert_eq!(byuser(&mut admin, "acl-user"), sorted_handles(&["acl-laptop", "acl-phone"]));
 
     let ended: i64 = redis::cmd("QSESS.DEL").arg("acl-laptop").query(&mut admin).unwrap();
@@ -381,7 +381,7 @@ fn refused_changes_lose_their_payload_and_then_their_row_on_the_purge_timer() {
     assert_eq!((short, long), (1, 1));
     // An entry that says nothing of its session: its payload goes grace after the refusal.
     let _: String = redis::cmd("XADD")
-        .arg(CHANGE_STREAM)
+        .arg(change_stream_key(0))
         .arg("*")
         .arg(&[("op", "set"), ("h", handle_of("rj-garbage").as_str()), ("v", "1"), ("r", "\x01garbage card=4111")])
         .query(&mut con)

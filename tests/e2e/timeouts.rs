@@ -4,10 +4,10 @@
 use std::thread;
 use std::time::Duration;
 
-use crate::commands_support::{
-    byuser_handles, qsess_set_or_panic, record_key_of_session_id, record_reply_fields_in_order, server_clock_ms,
-    session_field_integer,
-};
+use crate::support::commands::{qsess_set_or_panic, session_field_integer};
+use crate::support::qsess_client::{ordered_record_fields, QsessClient};
+use crate::support::server_clock::server_clock_ms;
+use crate::support::session_keys::{session_key_of, user_index_key_of};
 use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
@@ -15,7 +15,7 @@ use redis::{Connection, Value};
 /// A record reply (RESP2 flat array) as (field, value) pairs, or `None` for nil.
 fn record_reply_fields(con: &mut Connection, command: &str, sid: &str) -> Option<Vec<(String, Value)>> {
     let reply = redis::cmd(command).arg(sid).query::<Value>(con).unwrap();
-    record_reply_fields_in_order(reply, command)
+    ordered_record_fields(reply, command)
 }
 
 #[test]
@@ -26,7 +26,7 @@ fn idle_timeout_ends_an_unused_session_and_its_key() {
     let fields = record_reply_fields(&mut con, "QSESS.PEEK", "idle").expect("live right after SET");
     let expires = session_field_integer(&fields, "expires");
     assert_eq!(expires, session_field_integer(&fields, "seen") + 300);
-    assert_eq!(byuser_handles(&mut con, "u1").len(), 1);
+    assert_eq!(QsessClient::new(&mut con).byuser_handles("u1").len(), 1);
 
     // PEEK never counts as activity, so polling with it does not keep the session alive.
     eventually(Duration::from_secs(3), "the idle session to end", || {
@@ -43,14 +43,14 @@ fn idle_timeout_ends_an_unused_session_and_its_key() {
     assert!(ended_at >= expires, "ended at {ended_at}, before its expiry {expires}");
     assert_eq!(record_reply_fields(&mut con, "QSESS.GET", "idle"), None);
     eventually(Duration::from_secs(2), "the record key to be gone", || {
-        let exists: i64 = redis::cmd("EXISTS").arg(record_key_of_session_id("idle")).query(&mut con).unwrap();
+        let exists: i64 = redis::cmd("EXISTS").arg(session_key_of("idle")).query(&mut con).unwrap();
         if exists == 0 {
             Ok(())
         } else {
             Err("record key still exists".to_owned())
         }
     });
-    assert!(byuser_handles(&mut con, "u1").is_empty());
+    assert!(QsessClient::new(&mut con).byuser_handles("u1").is_empty());
     let touched: i64 = redis::cmd("QSESS.TOUCH").arg("idle").query(&mut con).unwrap();
     assert_eq!(touched, 0);
 }
@@ -70,7 +70,7 @@ fn activity_slides_the_idle_expiry() {
         assert_eq!(last_expires, session_field_integer(&fields, "seen") + 300);
     }
     assert!(last_expires >= first_expires + 500, "expiry moved from {first_expires} only to {last_expires}");
-    let pexpiretime: i64 = redis::cmd("PEXPIRETIME").arg(record_key_of_session_id("busy")).query(&mut con).unwrap();
+    let pexpiretime: i64 = redis::cmd("PEXPIRETIME").arg(session_key_of("busy")).query(&mut con).unwrap();
     assert_eq!(pexpiretime, last_expires);
     eventually(Duration::from_secs(3), "the session to end once reads stop", || {
         match record_reply_fields(&mut con, "QSESS.PEEK", "busy") {
@@ -104,7 +104,7 @@ fn absolute_timeout_ends_the_session_despite_activity() {
                 assert!(after >= deadline, "ended at {after}, before the absolute deadline {deadline}");
                 assert!(successful_reads >= 1, "no read happened before the deadline; the test proved nothing");
                 eventually(Duration::from_secs(2), "the record key to be gone", || {
-                    let key = record_key_of_session_id("bounded");
+                    let key = session_key_of("bounded");
                     let pttl: i64 = redis::cmd("PTTL").arg(key).query(&mut con).unwrap();
                     if pttl == -2 {
                         Ok(())
@@ -143,7 +143,7 @@ fn record_ttl_and_index_score_match_expires() {
         };
         assert_eq!(expires, expected, "{sid}");
         latest = latest.max(expires);
-        let key = record_key_of_session_id(sid);
+        let key = session_key_of(sid);
         let before = server_clock_ms(&mut con);
         let pttl: i64 = redis::cmd("PTTL").arg(&key).query(&mut con).unwrap();
         let after = server_clock_ms(&mut con);
@@ -156,12 +156,12 @@ fn record_ttl_and_index_score_match_expires() {
         let pexpiretime: i64 = redis::cmd("PEXPIRETIME").arg(&key).query(&mut con).unwrap();
         assert_eq!(pexpiretime, expires, "{sid}");
         let handle = Handle::from_session_id(sid.as_bytes()).to_string();
-        let score: i64 = redis::cmd("ZSCORE").arg("qs:{0}:u:u1").arg(&handle).query(&mut con).unwrap();
+        let score: i64 = redis::cmd("ZSCORE").arg(user_index_key_of("u1")).arg(&handle).query(&mut con).unwrap();
         assert_eq!(score, expires, "{sid}");
     }
-    let index_expires: i64 = redis::cmd("PEXPIRETIME").arg("qs:{0}:u:u1").query(&mut con).unwrap();
+    let index_expires: i64 = redis::cmd("PEXPIRETIME").arg(user_index_key_of("u1")).query(&mut con).unwrap();
     assert_eq!(index_expires, latest, "the index lives exactly as long as its longest-lived session");
-    let listed = byuser_handles(&mut con, "u1");
+    let listed = QsessClient::new(&mut con).byuser_handles("u1");
     let expected_order: Vec<String> = ["absolute-only", "absolute-bound", "idle-bound"]
         .iter()
         .map(|sid| Handle::from_session_id(sid.as_bytes()).to_string())

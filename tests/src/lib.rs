@@ -20,6 +20,7 @@
 //! ```
 
 pub mod cargo_build;
+mod child_process;
 pub mod eventually;
 pub mod geoip_fixtures;
 pub mod module_build;

@@ -18,7 +18,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::{self, Child, Command, ExitStatus, Stdio};
+use std::process::{self, Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock, PoisonError, TryLockError};
 use std::thread;
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::child_process::{stop_child, wait_with_deadline};
 use crate::parent_death::spawn_dying_with_process;
 use crate::ports::free_port;
 use crate::postgres_database::PgDatabase;
@@ -65,6 +66,9 @@ const IMMEDIATE_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Pause between readiness and exit polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// How the postmaster is stopped: SIGINT (fast shutdown), then SIGQUIT (immediate), then SIGKILL.
+const POSTMASTER_STOP_SIGNALS: [(libc::c_int, Duration); 2] =
+    [(libc::SIGINT, FAST_STOP_TIMEOUT), (libc::SIGQUIT, IMMEDIATE_STOP_TIMEOUT)];
 /// How many ports to try when another process grabs the free port before postgres binds it.
 const PORT_ATTEMPTS: usize = 3;
 /// What the kernel sends the postmaster when the test process dies: a fast shutdown, which
@@ -182,7 +186,7 @@ impl PgCluster {
                     }
                 }
                 Err(reason) => {
-                    stop_postmaster(&mut postmaster);
+                    stop_child(&mut postmaster, &POSTMASTER_STOP_SIGNALS);
                     let port_in_use = read_log_from(dir.path(), log_start).contains("Address already in use");
                     if port_in_use && attempt < PORT_ATTEMPTS {
                         continue;
@@ -288,7 +292,7 @@ impl PgCluster {
     pub fn stop(&self) {
         self.assert_dedicated("stop");
         if let Some(mut postmaster) = self.lock_postmaster().take() {
-            stop_postmaster(&mut postmaster);
+            stop_child(&mut postmaster, &POSTMASTER_STOP_SIGNALS);
         }
     }
 
@@ -304,11 +308,11 @@ impl PgCluster {
         self.assert_dedicated("restart");
         let mut postmaster = self.lock_postmaster();
         if let Some(mut running) = postmaster.take() {
-            stop_postmaster(&mut running);
+            stop_child(&mut running, &POSTMASTER_STOP_SIGNALS);
         }
         let mut child = spawn_postmaster(&self.bin_dir, self.dir.path(), self.port, self.server_user);
         if let Err(reason) = on_plain_thread(|| wait_until_ready(&mut child, self.port)) {
-            stop_postmaster(&mut child);
+            stop_child(&mut child, &POSTMASTER_STOP_SIGNALS);
             panic!(
                 "PostgreSQL on port {} failed to restart: {reason}\n{}",
                 self.port,
@@ -341,7 +345,7 @@ impl PgCluster {
             Err(TryLockError::WouldBlock) => return,
         };
         if let Some(mut child) = postmaster.take() {
-            stop_postmaster(&mut child);
+            stop_child(&mut child, &POSTMASTER_STOP_SIGNALS);
         }
         let _ = fs::remove_dir_all(self.dir.path());
     }
@@ -360,7 +364,7 @@ impl Drop for PgCluster {
             let _ = io::stderr().write_all(report.as_bytes());
         }
         if let Some(mut postmaster) = self.lock_postmaster().take() {
-            stop_postmaster(&mut postmaster);
+            stop_child(&mut postmaster, &POSTMASTER_STOP_SIGNALS);
         }
         // The TempDir field then deletes the directory.
     }
@@ -529,40 +533,6 @@ fn wait_until_ready(postmaster: &mut Child, port: u16) -> Result<(), String> {
             return Err(format!("no answer to `select 1` within {START_TIMEOUT:?} (last error: {last_error})"));
         }
         thread::sleep(POLL_INTERVAL);
-    }
-}
-
-/// Stops `postmaster` if it is still running: SIGINT (fast shutdown), then SIGQUIT (immediate),
-/// then SIGKILL; always reaps it. Only ever signals this child's own pid, and only while it is
-/// unreaped, so the pid cannot have been reused by another process. Never panics.
-fn stop_postmaster(postmaster: &mut Child) {
-    for (signal, timeout) in [(libc::SIGINT, FAST_STOP_TIMEOUT), (libc::SIGQUIT, IMMEDIATE_STOP_TIMEOUT)] {
-        if let Ok(Some(_)) = postmaster.try_wait() {
-            return;
-        }
-        let Ok(pid) = libc::pid_t::try_from(postmaster.id()) else {
-            break;
-        };
-        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child, which has
-        // not been reaped yet (try_wait above returned None), so the pid still names that process.
-        let sent = unsafe { libc::kill(pid, signal) } == 0;
-        if sent && wait_with_deadline(postmaster, timeout).is_some() {
-            return;
-        }
-    }
-    // Child::kill sends SIGKILL (and is a no-op error if the child already exited).
-    let _ = postmaster.kill();
-    let _ = postmaster.wait();
-}
-
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
-            Ok(None) | Err(_) => return None,
-        }
     }
 }
 

@@ -6,12 +6,13 @@ use std::fmt::Display;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::child_process::stop_child;
 use crate::module_build::module_path;
 use crate::ports::free_port;
 
@@ -24,6 +25,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(10);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How a server is stopped: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`].
+const STOP_SIGNALS: [(libc::c_int, Duration); 1] = [(libc::SIGTERM, STOP_TIMEOUT)];
 /// Pause between readiness and replication polls.
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// How many ports to try when another process grabs the free port before redis binds it.
@@ -178,7 +181,7 @@ impl RedisServer {
     /// If the new server does not answer PING within 10 s (for example because another process took
     /// the port meanwhile); the message includes the log.
     pub fn restart_empty(&mut self) {
-        stop(&mut self.child);
+        stop_child(&mut self.child, &STOP_SIGNALS);
         for file in ["dump.rdb", "appendonly.aof"] {
             let _ = fs::remove_file(self.dir.path().join(file));
         }
@@ -342,7 +345,7 @@ impl RedisServerBuilder {
         match wait_until_ready(&mut child, port) {
             Ok(()) => Ok(child),
             Err(reason) => {
-                stop(&mut child);
+                stop_child(&mut child, &STOP_SIGNALS);
                 let log = read_log(dir);
                 let since_start = log.get(usize::try_from(log_start).unwrap_or(usize::MAX)..).unwrap_or(&log);
                 Err(StartFailure {
@@ -370,7 +373,7 @@ impl Drop for RedisServer {
             );
             let _ = io::stderr().write_all(report.as_bytes());
         }
-        stop(&mut self.child);
+        stop_child(&mut self.child, &STOP_SIGNALS);
     }
 }
 
@@ -457,40 +460,6 @@ fn info_replication(con: &mut redis::Connection, port: u16) -> String {
 /// The value of `field:value` in an `INFO` reply.
 fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
-}
-
-/// Stops `child` if it is still running: SIGTERM, then SIGKILL after [`STOP_TIMEOUT`]; always
-/// reaps it. Only ever signals this child's own pid, and only while it is unreaped, so the pid
-/// cannot have been reused by another process.
-fn stop(child: &mut Child) {
-    if let Ok(Some(_)) = child.try_wait() {
-        return;
-    }
-    let Ok(pid) = libc::pid_t::try_from(child.id()) else {
-        let _ = child.kill();
-        let _ = child.wait();
-        return;
-    };
-    // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child, which has not
-    // been reaped yet (try_wait above returned None), so the pid still names that process.
-    let sent = unsafe { libc::kill(pid, libc::SIGTERM) } == 0;
-    if sent && wait_with_deadline(child, STOP_TIMEOUT).is_some() {
-        return;
-    }
-    // Child::kill sends SIGKILL (and is a no-op error if the child already exited).
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(POLL_INTERVAL),
-            Ok(None) | Err(_) => return None,
-        }
-    }
 }
 
 #[cfg(test)]

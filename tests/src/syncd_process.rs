@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::cargo_build::syncd_binary_path;
+use crate::child_process::{signal_unreaped_child, stop_child};
 use crate::eventually::eventually;
 use crate::parent_death::spawn_dying_with_process;
 
@@ -172,10 +173,7 @@ impl Daemon {
         if self.try_exit_status().is_some() {
             return;
         }
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pids fit pid_t");
-        // SAFETY: kill(2) has no memory-safety preconditions; `pid` is our own child, not yet reaped
-        // (try_exit_status above returned None), so it still names that process.
-        unsafe { libc::kill(pid, signal) };
+        signal_unreaped_child(&mut self.child, signal);
     }
 }
 
@@ -192,8 +190,8 @@ impl Drop for Daemon {
             let _ = io::stderr().write_all(report.as_bytes());
         }
         if self.try_exit_status().is_none() {
-            self.signal(libc::SIGKILL);
-            let _ = self.child.wait();
+            // No grace: the test is over, and the daemon's shutdown is tested where it matters.
+            stop_child(&mut self.child, &[]);
         }
     }
 }

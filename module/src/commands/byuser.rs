@@ -4,6 +4,7 @@
 //! asked to reload the user's sessions from the mirror first.
 
 use crate::access::{Caller, KeyAccess};
+use crate::blocking::AnswerAfterWait;
 use crate::effects::Effects;
 use crate::error::{quote_input, CommandError};
 use crate::read_through::{self, MissOutcome};
@@ -22,7 +23,7 @@ pub(crate) fn byuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
     let bucket = keyspace().buckets.of_user(user_id);
     let index_name = keyspace().names.user_index(bucket, user_id);
     if RedisKey::open_readable(ctx, &index_name)?.is_none()
-        && read_through::on_user_miss(&effects, bucket, user_id)? == MissOutcome::Blocked
+        && read_through::on_user_miss::<UserSessionsAfterReload>(&effects, bucket, user_id)? == MissOutcome::Blocked
     {
         return Ok(RedisValue::NoReply);
     }
@@ -30,8 +31,23 @@ pub(crate) fn byuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
     Ok(RedisValue::NoReply)
 }
 
+/// How a `QSESS.BYUSER` that waits for the loader to reload the user's sessions is answered.
+struct UserSessionsAfterReload;
+
+impl AnswerAfterWait for UserSessionsAfterReload {
+    fn when_ready(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError> {
+        reply_after_user_wait(ctx, arguments)
+    }
+
+    /// BYUSER answers an array whatever happens: the sessions Redis holds now (none, usually), and an
+    /// empty array if even those cannot be read.
+    fn at_timeout(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError> {
+        reply_after_user_wait(ctx, arguments).or_else(|_| Reply::new(ctx).array(0))
+    }
+}
+
 /// Answers a `QSESS.BYUSER` that waited for the loader to reload the user's sessions.
-pub(crate) fn reply_after_user_wait(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError> {
+fn reply_after_user_wait(ctx: &Context, arguments: &[&[u8]]) -> Result<(), CommandError> {
     let (user_id, with_meta) = parse(arguments)?;
     reply_sessions(ctx, user_id, with_meta, crate::redis_key::now_ms()?)
 }

@@ -1,11 +1,11 @@
 //! `QSESS.DEL sid [sid ...]`: log out. Replies how many of the sessions existed.
 
 use crate::access::{Caller, KeyAccess};
-use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::limits::MAX_IDS_PER_CALL;
 use crate::redis_key::server_memory_full;
+use crate::session_ending::{Found, SessionsToEnd};
 use crate::session_id;
 use crate::settings::keyspace;
 use qsess_record::DeleteReason;

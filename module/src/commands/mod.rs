@@ -2,7 +2,6 @@
 
 mod byuser;
 mod del;
-mod ending;
 mod get;
 mod loader;
 mod new;
@@ -18,10 +17,7 @@ mod touch;
 use crate::error::CommandError;
 use crate::info::COUNTERS;
 use crate::panic_guard;
-use redis_module::{Context, RedisError, RedisResult, RedisString, RedisValue};
-
-pub(crate) use byuser::reply_after_user_wait;
-pub(crate) use get::reply_after_wait;
+use redis_module::{Context, RedisResult, RedisString, RedisValue};
 
 type Command = fn(&Context, &[&[u8]]) -> Result<RedisValue, CommandError>;
 
@@ -29,17 +25,7 @@ type Command = fn(&Context, &[&[u8]]) -> Result<RedisValue, CommandError>;
 fn run(ctx: &Context, arguments: Vec<RedisString>, command: Command) -> RedisResult {
     COUNTERS.commands.increment();
     let words: Vec<&[u8]> = arguments.iter().map(RedisString::as_slice).collect();
-    match panic_guard::catch(ctx, || command(ctx, &words)) {
-        Some(Ok(value)) => Ok(value),
-        Some(Err(error)) => {
-            COUNTERS.errors.increment();
-            Err(error.into_redis_error())
-        }
-        None => {
-            COUNTERS.panics.increment();
-            Err(RedisError::Str("ERR internal error"))
-        }
-    }
+    panic_guard::guarded_reply(ctx, || command(ctx, &words))
 }
 
 pub(crate) fn qsess_set(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {

@@ -2,11 +2,11 @@
 //!
 //! Mints a session id from the OS CSPRNG, creates the session, and replies the id.
 
-use crate::commands::set::write_session;
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::session_id;
 use crate::session_options::{self, Condition, OptionsFor, Owner};
+use crate::session_write::write_session;
 use crate::settings::keyspace;
 use redis_module::{Context, RedisValue};
 

@@ -1,10 +1,10 @@
 //! `QSESS.PEEK sid`: the record without counting as activity. Read-only, so it works on replicas.
 
 use crate::access::{Caller, KeyAccess};
-use crate::commands::get::without_activity;
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::reply::{RecordFields, Reply};
+use crate::session_activity::without_activity;
 use crate::session_id;
 use crate::settings::keyspace;
 use redis_module::{Context, RedisValue};

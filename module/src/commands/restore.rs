@@ -7,7 +7,6 @@
 //! mirror is where the record came from. Replies RESTORED, NOTFOUND, REVOKED, STALE or EXPIRED.
 
 use crate::access::{Caller, KeyAccess};
-use crate::blocking;
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::info::COUNTERS;
@@ -17,6 +16,7 @@ use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
 use crate::session_options::parse_integer;
 use crate::settings::keyspace;
+use crate::waiter_signals;
 use qsess_record::{Handle, SessionRecord};
 use redis_module::{Context, RedisValue};
 
@@ -51,7 +51,7 @@ pub(crate) fn restore(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, 
             marker
         }
     };
-    blocking::signal_key_ready(ctx, &woken_through)?;
+    waiter_signals::signal_key_ready(ctx, &woken_through)?;
     match outcome {
         Outcome::Restored => COUNTERS.restores.increment(),
         Outcome::NotFound => {}

@@ -3,11 +3,11 @@
 //! further ones answer from Redis for `qsess.negative-cache-ms`.
 
 use crate::access::{Caller, KeyAccess};
-use crate::blocking;
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::session_options::{parse_integer, validate_user_id};
 use crate::settings::keyspace;
+use crate::waiter_signals;
 use redis_module::{Context, RedisValue};
 
 /// The shortest life of the marker: long enough to be there when Redis serves the waiters.
@@ -32,6 +32,6 @@ pub(crate) fn restoreuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisVal
     caller.require(&marker, KeyAccess::Write)?;
     let ttl_ms = effects.settings.negative_cache_ms.max(MIN_MARKER_TTL_MS);
     effects.write_marker(&marker, effects.now_ms + ttl_ms)?;
-    blocking::signal_key_ready(ctx, &marker)?;
+    waiter_signals::signal_key_ready(ctx, &marker)?;
     Ok(RedisValue::SimpleStringStatic("OK"))
 }

@@ -2,9 +2,9 @@
 //! device"). Handles that are not the user's are ignored. Replies how many were ended.
 
 use crate::access::{Caller, KeyAccess};
-use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
 use crate::error::CommandError;
+use crate::session_ending::{Found, SessionsToEnd};
 use crate::session_id::SessionAddress;
 use crate::session_lookup;
 use crate::session_options::validate_user_id;

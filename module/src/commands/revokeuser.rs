@@ -2,15 +2,15 @@
 //! the current one ("log out other devices"). Replies how many were ended.
 
 use crate::access::{Caller, KeyAccess};
-use crate::commands::ending::{Found, SessionsToEnd};
 use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::redis_key::{KeyKind, RedisKey};
+use crate::session_ending::{Found, SessionsToEnd};
 use crate::session_id::{self, SessionAddress};
 use crate::session_lookup;
 use crate::session_options::validate_user_id;
 use crate::settings::keyspace;
-use qsess_record::{DeleteReason, Handle, UserRevocation};
+use qsess_record::{DeleteReason, Handle, UserRevocation, UserRevocationValue};
 use redis_module::{Context, RedisValue};
 
 pub(crate) fn revokeuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, CommandError> {
@@ -71,21 +71,13 @@ fn record_user_revocation(
 ) -> Result<(), CommandError> {
     let revocation = UserRevocation { user: user_id, at_ms: effects.now_ms, except };
     let stream = session_lookup::open_stream_writable(effects.ctx, bucket)?;
-    let value = revocation_value(&revocation);
+    let value =
+        UserRevocationValue { at_ms: revocation.at_ms, except: revocation.except.as_ref().map(Handle::as_bytes) }
+            .encode();
     effects.write_value(key, &value, effects.now_ms + effects.settings.tombstone_ttl_ms)?;
     let fields = revocation.fields();
     let pairs: Vec<(&[u8], &[u8])> = fields.iter().map(|(name, value)| (name.as_bytes(), value.as_ref())).collect();
     effects.append_fields(&stream, &pairs)?;
     crate::info::COUNTERS.stream_entries.increment();
     Ok(())
-}
-
-/// `<at_ms>` or `<at_ms> <except handle>`: what `QSESS.RESTORE` reads back.
-fn revocation_value(revocation: &UserRevocation<'_>) -> Vec<u8> {
-    let mut value = revocation.at_ms.to_string().into_bytes();
-    if let Some(except) = revocation.except {
-        value.push(b' ');
-        value.extend_from_slice(except.as_bytes());
-    }
-    value
 }

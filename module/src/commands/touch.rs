@@ -1,9 +1,9 @@
 //! `QSESS.TOUCH sid`: activity without reading; replies 1 if the session is live, else 0.
 
 use crate::access::{Caller, KeyAccess};
-use crate::commands::get::with_activity;
 use crate::effects::Effects;
 use crate::error::CommandError;
+use crate::session_activity::with_activity;
 use crate::session_id;
 use crate::settings::keyspace;
 use redis_module::{Context, RedisValue};

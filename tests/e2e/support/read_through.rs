@@ -1,5 +1,5 @@
 //! Shared pieces of the read-through tests: a Redis with the module, a fresh mirror database and the
-//! real `qsess-syncd`; raw key names; `INFO qsess` counters; GETs that are timed or run on threads;
+//! real `qsess-syncd`; `INFO qsess` counters; GETs that are timed or run on threads;
 //! and pausing the daemon (SIGSTOP) so that a miss is still waiting when the test acts.
 
 use std::collections::HashMap;
@@ -9,31 +9,14 @@ use std::time::{Duration, Instant};
 use qsess_tests::{eventually, shared_cluster, Daemon, PgDatabase, RedisServer};
 use redis::{Connection, Value};
 
-use crate::mirror_support::{eventually_row, handle_of, MirrorRow, MIRROR_DEADLINE};
+use crate::support::mirror::{eventually_row, MirrorRow};
+use crate::support::session_keys::{handle_of, session_key_of};
 
-/// Where bucket 0's misses are requested.
-pub(crate) const MISS_STREAM: &str = "qs:{0}:miss";
 /// Reads never write activity in these tests: the effective granularity is then half the idle
 /// timeout (15 minutes), far longer than any test.
 pub(crate) const NO_TOUCH_GRANULARITY_MS: &str = "3600000";
 /// How long the loader lease may take to lapse after the daemon died (3 s), with room for a busy machine.
 pub(crate) const LEASE_LAPSE_DEADLINE: Duration = Duration::from_secs(15);
-
-pub(crate) fn session_key(sid: &str) -> String {
-    format!("qs:{{0}}:s:{}", handle_of(sid))
-}
-
-pub(crate) fn tombstone_key(sid: &str) -> String {
-    format!("qs:{{0}}:t:{}", handle_of(sid))
-}
-
-pub(crate) fn not_found_key(sid: &str) -> String {
-    format!("qs:{{0}}:n:{}", handle_of(sid))
-}
-
-pub(crate) fn index_key(user: &str) -> String {
-    format!("qs:{{0}}:u:{user}")
-}
 
 /// Redis with the module (`module_args` on top of the test defaults), a fresh database on the shared
 /// cluster, and the real daemon between them.
@@ -157,7 +140,7 @@ pub(crate) fn spawn_get(redis: &RedisServer, sid: &str) -> JoinHandle<(Value, Du
 
 /// The stored record bytes of `sid`, read with a plain `GET` of its key.
 pub(crate) fn raw_record(con: &mut Connection, sid: &str) -> Option<Vec<u8>> {
-    redis::cmd("GET").arg(session_key(sid)).query(con).unwrap()
+    redis::cmd("GET").arg(session_key_of(sid)).query(con).unwrap()
 }
 
 pub(crate) fn exists(con: &mut Connection, key: &str) -> bool {
@@ -242,20 +225,6 @@ fn signal(daemon: &Daemon, signal: libc::c_int) {
 /// Waits for a thread started by [`spawn_get`] and returns its reply and how long it took.
 pub(crate) fn join_get(thread: JoinHandle<(Value, Duration)>) -> (Value, Duration) {
     thread.join().unwrap_or_else(|payload| std::panic::resume_unwind(payload))
-}
-
-/// The server's clock in ms.
-pub(crate) fn server_clock_ms(con: &mut Connection) -> u64 {
-    let (seconds, microseconds): (u64, u64) = redis::cmd("TIME").query(con).unwrap();
-    seconds * 1000 + microseconds / 1000
-}
-
-/// Waits until the server's clock is past `ms`.
-pub(crate) fn wait_clock_past(con: &mut Connection, ms: u64) {
-    eventually(MIRROR_DEADLINE, &format!("the server clock to pass {ms}"), || match server_clock_ms(con) {
-        now if now > ms => Ok(()),
-        now => Err(format!("clock at {now}")),
-    });
 }
 
 /// Like `eventually`, but reports whether `done` became true within `timeout` instead of failing, for

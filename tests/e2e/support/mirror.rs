@@ -1,5 +1,6 @@
-//! Shared pieces of the qsess-syncd tests: reading mirror rows, the consumer group's state, `verify`,
-//! and a load generator that remembers what the mirror must end up holding.
+//! Shared pieces of the qsess-syncd tests: a Redis, a database and the daemon between them
+//! ([`Mirrored`]), reading mirror rows, the consumer group's state, `verify`, and a load generator that
+//! remembers what the mirror must end up holding.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -7,21 +8,38 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use qsess_record::Handle;
-use qsess_tests::{eventually, run_syncd, SyncdOutput};
+use crate::support::session_keys::{change_stream_key, handle_of};
+use qsess_syncd::RunConfig;
+use qsess_tests::{eventually, run_syncd, shared_cluster, InProcessSyncd, PgDatabase, RedisServer, SyncdOutput};
 use redis::{Connection, Value};
 
-/// The change stream of bucket 0 and the daemon's default consumer group on it.
-pub(crate) const CHANGE_STREAM: &str = "qs:{0}:chg";
 pub(crate) const GROUP: &str = "qsess-syncd";
+
+/// A Redis with the module, a fresh database and the daemon (in-process) between them. Fields drop in
+/// order: the daemon stops before the servers it talks to go away.
+pub(crate) struct Mirrored {
+    _daemon: InProcessSyncd,
+    pub(crate) redis: RedisServer,
+    pub(crate) db: PgDatabase,
+}
+
+/// Starts a [`Mirrored`] whose module gets `module_args` on top of the test defaults.
+pub(crate) fn mirrored(module_args: &[(&str, &str)]) -> Mirrored {
+    let mut builder = RedisServer::builder();
+    for (name, value) in module_args {
+        builder = builder.module_arg(name, value);
+    }
+    let redis = builder.start();
+    let db = shared_cluster().fresh_database();
+    let mut config = RunConfig::new(redis.url(), db.url());
+    config.batch.max_wait = Duration::from_millis(5);
+    let daemon = InProcessSyncd::start(config);
+    Mirrored { _daemon: daemon, redis, db }
+}
 
 /// Generous deadlines: a debug build of the daemon on a busy two-core machine.
 pub(crate) const MIRROR_DEADLINE: Duration = Duration::from_secs(30);
 pub(crate) const CATCH_UP_DEADLINE: Duration = Duration::from_secs(90);
-
-pub(crate) fn handle_of(sid: &str) -> String {
-    Handle::from_session_id(sid.as_bytes()).as_str().to_owned()
-}
 
 /// One row of `qsess.sessions`, times as ms since the epoch and the ip as `host()` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,7 +176,7 @@ pub(crate) fn peek_text(fields: &BTreeMap<String, Value>, name: &str) -> Option<
 
 /// The number of entries delivered to the group and not acknowledged (0 if the group is missing).
 pub(crate) fn pending_count(con: &mut Connection) -> i64 {
-    match redis::cmd("XPENDING").arg(CHANGE_STREAM).arg(GROUP).query::<Value>(con) {
+    match redis::cmd("XPENDING").arg(change_stream_key(0)).arg(GROUP).query::<Value>(con) {
         Ok(Value::Array(items)) => match items.first() {
             Some(Value::Int(count)) => *count,
             other => panic!("XPENDING summary starts with {other:?}"),
@@ -171,13 +189,14 @@ pub(crate) fn pending_count(con: &mut Connection) -> i64 {
 
 /// The group's `last-delivered-id`, from `XINFO GROUPS`.
 pub(crate) fn last_delivered_id(con: &mut Connection) -> String {
-    let groups: Vec<BTreeMap<String, Value>> = redis::cmd("XINFO").arg("GROUPS").arg(CHANGE_STREAM).query(con).unwrap();
+    let groups: Vec<BTreeMap<String, Value>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(change_stream_key(0)).query(con).unwrap();
     let group = groups
         .iter()
         .find(|group| {
             group.get("name").is_some_and(|name| redis::from_redis_value_ref::<String>(name).unwrap() == GROUP)
         })
-        .unwrap_or_else(|| panic!("no group {GROUP} on {CHANGE_STREAM}: {groups:?}"));
+        .unwrap_or_else(|| panic!("no group {GROUP} on {}: {groups:?}", change_stream_key(0)));
     redis::from_redis_value_ref(&group["last-delivered-id"]).unwrap()
 }
 

@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use qsess_record::{Handle, SessionRecord};
+use crate::support::session_keys::{change_stream_key, handle_of};
+use qsess_record::SessionRecord;
 use qsess_tests::geoip_fixtures::fixture_path;
 use redis::{Connection, Value};
 
@@ -97,15 +98,11 @@ pub(crate) fn byuser_meta(con: &mut Connection, user: &str) -> BTreeMap<String, 
         .collect()
 }
 
-pub(crate) fn handle_of(sid: &str) -> String {
-    Handle::from_session_id(sid.as_bytes()).as_str().to_owned()
-}
-
 /// The encoded record of every `set` entry of `sid` in the change stream, oldest first.
 pub(crate) fn streamed_records(con: &mut Connection, sid: &str) -> Vec<Vec<u8>> {
     let handle = handle_of(sid);
     let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg("qs:{0}:chg").arg("-").arg("+").query(con).unwrap();
+        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
     entries
         .into_iter()
         .filter_map(|(_, flat)| {
