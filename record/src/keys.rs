@@ -7,21 +7,71 @@
 //! `<prefix>:{B}:miss` miss stream, and the Pub/Sub channel `<prefix>:reload-user`. No key ever
 //! contains a raw session id.
 
+use crate::cluster_slots::{slot_of_tag, slot_tag, SLOT_COUNT};
 use crate::Handle;
+use std::borrow::Cow;
 
 /// The value of a marker key (`ul:`, `n:`): only its existence and expiry mean anything.
 pub const MARKER_VALUE: &[u8] = b"1";
+
+/// How a bucket number becomes the hash tag in its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BucketTags {
+    /// A standalone server: bucket `B` (of `qsess.buckets`) is tagged with its decimal number, `{B}`.
+    Decimal,
+    /// Redis Cluster: the bucket is the hash slot, tagged with [`slot_tag`], so the keys sit in it.
+    ClusterSlot,
+}
+
+impl BucketTags {
+    /// The tag of `bucket`'s keys (the text between the braces).
+    pub fn tag(self, bucket: u32) -> Cow<'static, str> {
+        match self {
+            BucketTags::Decimal => Cow::Owned(bucket.to_string()),
+            BucketTags::ClusterSlot => Cow::Borrowed(slot_tag((bucket % u32::from(SLOT_COUNT)) as u16)),
+        }
+    }
+
+    /// The bucket a tag names, if it is one this scheme writes (`0` to `buckets - 1` when decimal).
+    pub fn bucket_of_tag(self, tag: &[u8], buckets: u32) -> Option<u32> {
+        match self {
+            BucketTags::Decimal => {
+                let canonical = !tag.is_empty() && tag.len() <= 10 && (tag == b"0" || tag.first() != Some(&b'0'));
+                let bucket: u32 = std::str::from_utf8(tag).ok().filter(|_| canonical)?.parse().ok()?;
+                (bucket < buckets).then_some(bucket)
+            }
+            BucketTags::ClusterSlot => slot_of_tag(tag).map(u32::from),
+        }
+    }
+}
 
 /// The key namespace of one prefix (`qsess.prefix`): every key name qsess uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyNames {
     prefix: String,
+    tags: BucketTags,
 }
 
 impl KeyNames {
-    /// The names under `prefix` (checked by [`validate_prefix`] where it is configured).
+    /// The names under `prefix` (checked by [`validate_prefix`] where it is configured) on a
+    /// standalone server: buckets tagged with their number.
     pub fn new(prefix: &str) -> KeyNames {
-        KeyNames { prefix: prefix.to_owned() }
+        KeyNames { prefix: prefix.to_owned(), tags: BucketTags::Decimal }
+    }
+
+    /// The names under `prefix` on Redis Cluster: the bucket is the slot, tagged with [`slot_tag`].
+    pub fn for_cluster(prefix: &str) -> KeyNames {
+        KeyNames { prefix: prefix.to_owned(), tags: BucketTags::ClusterSlot }
+    }
+
+    /// How this namespace tags buckets.
+    pub fn bucket_tags(&self) -> BucketTags {
+        self.tags
+    }
+
+    /// The hash tag of `bucket`'s keys, as requests to the loader name the bucket.
+    pub fn bucket_tag(&self, bucket: u32) -> Cow<'static, str> {
+        self.tags.tag(bucket)
     }
 
     /// The prefix every name starts with.
@@ -84,7 +134,7 @@ impl KeyNames {
         let mut key = Vec::with_capacity(self.prefix.len() + 16 + name.len());
         key.extend_from_slice(self.prefix.as_bytes());
         key.extend_from_slice(b":{");
-        key.extend_from_slice(bucket.to_string().as_bytes());
+        key.extend_from_slice(self.tags.tag(bucket).as_bytes());
         key.extend_from_slice(b"}:");
         key.extend_from_slice(kind);
         key.extend_from_slice(name);
@@ -154,6 +204,27 @@ mod tests {
         assert_eq!(names.user_loaded(1, b"42"), b"qs:{1}:ul:42".to_vec());
         assert_eq!(names.not_found(0, &handle), format!("qs:{{0}}:n:{handle}").into_bytes());
         assert_eq!(names.user_reload_channel(), b"qs:reload-user".to_vec());
+    }
+
+    #[test]
+    fn cluster_names_hash_to_the_bucket_slot() {
+        let names = KeyNames::for_cluster("qs");
+        let slot = crate::key_slot(b"42");
+        let handle = Handle::from_session_id(b"sid");
+        for key in [names.user_index(u32::from(slot), b"42"), names.session(u32::from(slot), &handle)] {
+            assert_eq!(crate::key_slot(&key), slot);
+        }
+        assert_eq!(names.bucket_tags().bucket_of_tag(names.bucket_tag(7).as_bytes(), 1), Some(7));
+    }
+
+    #[test]
+    fn decimal_tags_name_buckets_in_range_only() {
+        let tags = BucketTags::Decimal;
+        assert_eq!(tags.bucket_of_tag(b"0", 1), Some(0));
+        assert_eq!(tags.bucket_of_tag(b"15", 16), Some(15));
+        for bad in [&b"16"[..], b"", b"01", b"-1", b"x", b"99999999999"] {
+            assert_eq!(tags.bucket_of_tag(bad, 16), None, "{bad:?}");
+        }
     }
 
     #[test]

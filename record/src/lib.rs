@@ -1,5 +1,5 @@
 //! The formats shared by the qsess module and the qsess-syncd daemon: handles, the session record,
-//! the change record and the key scheme.
+//! the change record, the key scheme and Redis Cluster's hash slots.
 //!
 //! Nothing here touches Redis or Postgres. The module writes these bytes and the daemon reads them, so
 //! every change to an encoding is a new format version, documented in ARCHITECTURE.md.
@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod change;
+mod cluster_slots;
 mod device;
 mod device_cache;
 mod handle;
@@ -15,8 +16,9 @@ mod session;
 mod varint;
 
 pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError, UserRevocation};
+pub use cluster_slots::{key_slot, slot_of_tag, slot_tag, SLOT_COUNT};
 pub use device::{device_summary, MAX_DEVICE_LEN};
 pub use device_cache::cached_device_summary;
 pub use handle::{Handle, InvalidHandle, HANDLE_LEN};
-pub use keys::{validate_prefix, KeyNames, UserRevocationValue, MARKER_VALUE};
+pub use keys::{validate_prefix, BucketTags, KeyNames, UserRevocationValue, MARKER_VALUE};
 pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1, RECORD_FORMAT_V2};
