@@ -1,14 +1,15 @@
 //! Ending sessions: QSESS.DEL (log out), QSESS.REVOKEUSER and QSESS.REVOKE, and the tombstones that
 //! keep an ended session id from ever coming back.
 
-use qsess_record::{ChangeRecord, DeleteReason, UserRevocation};
+use qsess_record::DeleteReason;
 use std::time::Duration;
 
+use crate::support::change_stream_deletes::{delete_entries_after, delete_entry_of};
 use crate::support::commands::{
     key_exists, send_command_expecting_integer, send_command_words, sorted_keys_and_stream_length, stream_length,
 };
 use crate::support::server_clock::server_clock_ms;
-use crate::support::session_keys::{change_stream_key, handle_of, session_key_of, tombstone_key_of, user_index_key_of};
+use crate::support::session_keys::{handle_of, session_key_of, tombstone_key_of, user_index_key_of};
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
@@ -25,40 +26,6 @@ fn session_is_live_according_to_peek(con: &mut Connection, session_id: &str) -> 
 
 fn index_score_of_session(con: &mut Connection, user_id: &str, session_id: &str) -> Option<f64> {
     redis::cmd("ZSCORE").arg(user_index_key_of(user_id)).arg(handle_of(session_id)).query(con).unwrap()
-}
-
-/// A `del` entry of the change stream, reduced to what these tests check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct DeleteEntrySummary {
-    handle: String,
-    user: Option<String>,
-    version: u64,
-    reason: DeleteReason,
-}
-
-fn delete_entry_of(session_id: &str, user: Option<&str>, version: u64, reason: DeleteReason) -> DeleteEntrySummary {
-    DeleteEntrySummary { handle: handle_of(session_id), user: user.map(String::from), version, reason }
-}
-
-/// The `del` entries of the change stream after entry index `skip`, in stream order; panics on any
-/// entry that is not a valid change record.
-fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<DeleteEntrySummary> {
-    let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
-    let mut deletes = Vec::new();
-    for (id, flat_fields) in entries.iter().skip(skip) {
-        let pairs: Vec<(&[u8], &[u8])> =
-            flat_fields.chunks_exact(2).map(|pair| (pair[0].as_slice(), pair[1].as_slice())).collect();
-        if UserRevocation::parse(&pairs).is_some() {
-            continue;
-        }
-        let change = ChangeRecord::parse(&pairs).unwrap_or_else(|e| panic!("entry {id} does not parse: {e}"));
-        if let ChangeRecord::Delete { handle, user, version, reason } = change {
-            let user = user.map(|user| String::from_utf8(user.to_vec()).unwrap());
-            deletes.push(DeleteEntrySummary { handle: handle.to_string(), user, version, reason });
-        }
-    }
-    deletes
 }
 
 #[test]

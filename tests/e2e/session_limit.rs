@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use crate::support::change_stream_deletes::{delete_entries_after, delete_entry_of};
 use crate::support::commands::{
     key_exists, send_command_expecting_integer, send_command_words, sorted_keys_and_stream_length, stream_length,
 };
 use crate::support::server_clock::{server_clock_ms, wait_until_server_clock_is_past};
-use crate::support::session_keys::{change_stream_key, handle_of, session_key_of, tombstone_key_of, user_index_key_of};
-use qsess_record::{ChangeRecord, DeleteReason};
+use crate::support::session_keys::{handle_of, session_key_of, tombstone_key_of, user_index_key_of};
+use qsess_record::DeleteReason;
 use qsess_tests::{eventually, RedisServer};
 use redis::{Connection, Value};
 
@@ -35,22 +36,6 @@ fn sorted_handles_of(session_ids: &[&str]) -> Vec<String> {
     handles
 }
 
-/// (handle, version, reason) of every `del` entry after entry index `skip`, in stream order.
-fn delete_entries_after(con: &mut Connection, skip: usize) -> Vec<(String, u64, DeleteReason)> {
-    let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(change_stream_key(0)).arg("-").arg("+").query(con).unwrap();
-    let mut deletes = Vec::new();
-    for (id, flat_fields) in entries.iter().skip(skip) {
-        let pairs: Vec<(&[u8], &[u8])> =
-            flat_fields.chunks_exact(2).map(|pair| (pair[0].as_slice(), pair[1].as_slice())).collect();
-        match ChangeRecord::parse(&pairs).unwrap_or_else(|e| panic!("entry {id} does not parse: {e}")) {
-            ChangeRecord::Delete { handle, version, reason, .. } => deletes.push((handle.to_string(), version, reason)),
-            ChangeRecord::Set { .. } | ChangeRecord::Touch { .. } => {}
-        }
-    }
-    deletes
-}
-
 #[test]
 fn limit_revokes_the_oldest_sessions_by_creation() {
     let server = RedisServer::builder().start();
@@ -64,10 +49,12 @@ fn limit_revokes_the_oldest_sessions_by_creation() {
     assert_eq!(sorted_byuser_handles(&mut con, "42"), sorted_handles_of(&["third", "fourth"]));
     assert_eq!(sorted_byuser_handles(&mut con, "7"), sorted_handles_of(&["unrelated"]), "other users untouched");
     let mut deletes = delete_entries_after(&mut con, before);
-    deletes.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut expected =
-        vec![(handle_of("first"), 2, DeleteReason::Limit), (handle_of("second"), 2, DeleteReason::Limit)];
-    expected.sort_by(|a, b| a.0.cmp(&b.0));
+    deletes.sort_by(|a, b| a.handle.cmp(&b.handle));
+    let mut expected = vec![
+        delete_entry_of("first", Some("42"), 2, DeleteReason::Limit),
+        delete_entry_of("second", Some("42"), 2, DeleteReason::Limit),
+    ];
+    expected.sort_by(|a, b| a.handle.cmp(&b.handle));
     assert_eq!(deletes, expected);
     for revoked in ["first", "second"] {
         assert!(key_exists(&mut con, &tombstone_key_of(revoked)), "{revoked} has no tombstone");
@@ -86,7 +73,7 @@ fn limit_on_an_update_keeps_the_session_being_written_even_if_it_is_oldest() {
     assert_eq!(send_command_expecting_integer(&mut con, &["QSESS.SET", "oldest", "DATA", "x", "LIMIT", "2"]), 2);
 
     assert_eq!(sorted_byuser_handles(&mut con, "42"), sorted_handles_of(&["oldest", "newest"]));
-    assert_eq!(delete_entries_after(&mut con, before), [(handle_of("middle"), 2, DeleteReason::Limit)]);
+    assert_eq!(delete_entries_after(&mut con, before), [delete_entry_of("middle", Some("42"), 2, DeleteReason::Limit)]);
 
     // A limit the owner is already within revokes nothing.
     let before = stream_length(&mut con);
@@ -107,7 +94,7 @@ fn new_with_limit_one_logs_out_every_other_session() {
     assert_eq!(sorted_byuser_handles(&mut con, "42"), [handle_of(&minted)]);
     let deletes = delete_entries_after(&mut con, before);
     assert_eq!(deletes.len(), 2, "{deletes:?}");
-    assert!(deletes.iter().all(|(_, _, reason)| *reason == DeleteReason::Limit), "{deletes:?}");
+    assert!(deletes.iter().all(|entry| entry.reason == DeleteReason::Limit), "{deletes:?}");
 }
 
 #[test]
@@ -173,5 +160,5 @@ fn limit_never_revokes_a_session_that_now_belongs_to_another_user() {
     assert_eq!(sorted_byuser_handles(&mut con, "7"), [handle_of("shared")], "user 7 lost a session");
     assert_eq!(sorted_byuser_handles(&mut con, "42"), [handle_of("newest-42")]);
     let deletes = delete_entries_after(&mut con, before);
-    assert_eq!(deletes, [(handle_of("older-42"), 2, DeleteReason::Limit)]);
+    assert_eq!(deletes, [delete_entry_of("older-42", Some("42"), 2, DeleteReason::Limit)]);
 }
