@@ -2,14 +2,13 @@
 //! names each difference, `/metrics` and `/healthz` are served, bad flags are refused with what is
 //! accepted, and the database password is never printed.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use qsess_tests::{
     eventually, free_port, run_syncd, run_syncd_with_env, shared_cluster, Daemon, RedisServer, SyncdOutput,
 };
 
+use crate::support::daemon_http::{http_get, metric_value};
 use crate::support::mirror::{eventually_row, eventually_verify_matches, run_verify, MIRROR_DEADLINE};
 use crate::support::session_keys::handle_of;
 
@@ -97,19 +96,6 @@ fn verify_exits_1_and_names_every_difference() {
     }
 }
 
-/// `GET <path>` over HTTP/1.1; the status code and the body.
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no header end in {response:?}"))?;
-    let status =
-        head.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| format!("bad status in {head:?}"))?;
-    Ok((status, body.to_owned()))
-}
-
 #[test]
 fn metrics_and_healthz_are_served_on_the_metrics_address() {
     let redis = RedisServer::builder().start();
@@ -125,10 +111,7 @@ fn metrics_and_healthz_are_served_on_the_metrics_address() {
     }
     eventually(MIRROR_DEADLINE, "/metrics to count the mirrored changes", || {
         let (status, body) = http_get(port, "/metrics")?;
-        let mirrored = body
-            .lines()
-            .find_map(|line| line.strip_prefix("qsess_syncd_changes_mirrored_total "))
-            .and_then(|value| value.trim().parse::<f64>().ok());
+        let mirrored = metric_value(&body, "qsess_syncd_changes_mirrored_total ");
         match (status, mirrored) {
             (200, Some(count)) if count >= 2.0 => Ok(()),
             _ => Err(format!("status {status}, qsess_syncd_changes_mirrored_total {mirrored:?}:\n{body}")),

@@ -3,8 +3,6 @@
 //! with exactly README's recipe, the Redis password never reaches `--help`, errors or logs, and refused
 //! changes lose their payload and then their row on the purge timer.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -13,6 +11,7 @@ use std::time::{Duration, Instant};
 use qsess_tests::{eventually, free_port, run_syncd_with_env, shared_cluster, Daemon, RedisServer, SyncdOutput};
 use redis::{Connection, Value};
 
+use crate::support::daemon_http::{http_get, metric_value};
 use crate::support::mirror::{eventually_row, MIRROR_DEADLINE};
 use crate::support::read_through::{
     byuser, del_key, get, get_notouch, redis_with, set_session, sorted_handles, wait_mirrored, LEASE_LAPSE_DEADLINE,
@@ -74,24 +73,6 @@ fn malformed_requests() -> Vec<Vec<u8>> {
     too_long.extend(std::iter::repeat_n(b'u', 300));
     requests.push(too_long);
     requests
-}
-
-/// `GET <path>` over HTTP/1.1: the status code and the body.
-fn http_get(port: u16, path: &str) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).map_err(|e| e.to_string())?;
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(|| format!("no header end in {response:?}"))?;
-    let status =
-        head.split(' ').nth(1).and_then(|code| code.parse().ok()).ok_or_else(|| format!("bad status in {head:?}"))?;
-    Ok((status, body.to_owned()))
-}
-
-/// The value of the metric line starting with `series` (name and labels), if served.
-fn metric(body: &str, series: &str) -> Option<f64> {
-    body.lines().find_map(|line| line.strip_prefix(series)).and_then(|value| value.trim().parse().ok())
 }
 
 /// Publishes the malformed requests round-robin every few milliseconds until `stop`; counts them.
@@ -186,7 +167,7 @@ fn a_flood_of_malformed_reload_requests_never_stops_the_loader() {
 
     eventually(MIRROR_DEADLINE, "the refusals to be counted", || {
         let (_, body) = http_get(metrics_port, "/metrics")?;
-        match metric(&body, "qsess_syncd_reload_refused_total{reason=\"malformed_request\"} ") {
+        match metric_value(&body, "qsess_syncd_reload_refused_total{reason=\"malformed_request\"} ") {
             Some(count) if count >= 100.0 => Ok(()),
             found => Err(format!("malformed_request refusals: {found:?}\n{body}")),
         }

@@ -3,6 +3,7 @@
 
 pub(crate) mod change_stream_deletes;
 pub(crate) mod commands;
+pub(crate) mod daemon_http;
 pub(crate) mod geo;
 pub(crate) mod mirror;
 pub(crate) mod qsess_client;
