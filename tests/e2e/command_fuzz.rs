@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::support::commands::{every_key_via_scan, flatten_reply_bytes};
 use qsess_record::Handle;
 use qsess_tests::{eventually, RedisServer};
 use rand::rngs::StdRng;
@@ -328,25 +329,11 @@ fn info_field(con: &mut Connection, name: &str) -> String {
         .to_owned()
 }
 
-fn every_key(con: &mut Connection) -> Vec<Vec<u8>> {
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) =
-            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(con).unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
-}
-
 /// Every key's name and contents (strings, sorted-set members, stream entries) as one byte string
 /// per key.
 fn every_key_and_contents(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut found = Vec::new();
-    for key in every_key(con) {
+    for key in every_key_via_scan(con) {
         let kind: String = redis::cmd("TYPE").arg(&key).query(con).unwrap();
         let value: Value = match kind.as_str() {
             "string" => redis::cmd("GET").arg(&key).query(con).unwrap(),
@@ -357,24 +344,10 @@ fn every_key_and_contents(con: &mut Connection) -> Vec<(Vec<u8>, Vec<u8>)> {
             other => panic!("unexpected key type {other} at {}", String::from_utf8_lossy(&key)),
         };
         let mut bytes = Vec::new();
-        flatten(&value, &mut bytes);
+        flatten_reply_bytes(&value, &mut bytes);
         found.push((key, bytes));
     }
     found
-}
-
-fn flatten(value: &Value, into: &mut Vec<u8>) {
-    match value {
-        Value::BulkString(bytes) => into.extend_from_slice(bytes),
-        Value::SimpleString(text) => into.extend_from_slice(text.as_bytes()),
-        Value::Array(items) | Value::Set(items) => items.iter().for_each(|item| flatten(item, into)),
-        Value::Map(pairs) => pairs.iter().for_each(|(name, value)| {
-            flatten(name, into);
-            flatten(value, into);
-        }),
-        other => into.extend_from_slice(format!("{other:?}").as_bytes()),
-    }
-    into.push(b'\n');
 }
 
 #[test]

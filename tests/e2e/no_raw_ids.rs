@@ -7,7 +7,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::Duration;
 
-use crate::support::commands::query_value;
+use crate::support::commands::{every_key_via_scan, flatten_reply_bytes, query_value};
 use crate::support::server_clock::wait_for_the_next_server_millisecond;
 use crate::support::session_keys::tombstone_key_prefix;
 use qsess_record::Handle;
@@ -45,22 +45,6 @@ fn assert_no_fragment_in(what: &str, haystack: &[u8], fragments: &[String]) {
             String::from_utf8_lossy(haystack)
         );
     }
-}
-
-/// Every byte of a reply, flattened (bulk strings, simple strings, integers as text, nested values).
-fn flatten_reply_bytes(value: &Value, into: &mut Vec<u8>) {
-    match value {
-        Value::BulkString(bytes) => into.extend_from_slice(bytes),
-        Value::SimpleString(text) => into.extend_from_slice(text.as_bytes()),
-        Value::Int(number) => into.extend_from_slice(number.to_string().as_bytes()),
-        Value::Array(items) | Value::Set(items) => items.iter().for_each(|item| flatten_reply_bytes(item, into)),
-        Value::Map(pairs) => pairs.iter().for_each(|(k, v)| {
-            flatten_reply_bytes(k, into);
-            flatten_reply_bytes(v, into);
-        }),
-        other => into.extend_from_slice(format!("{other:?}").as_bytes()),
-    }
-    into.push(b'\n');
 }
 
 /// A raw MONITOR client that collects everything until `ECHO <marker>` shows up.
@@ -149,17 +133,7 @@ fn no_raw_session_id_is_stored_logged_or_monitored() {
     let fragments = forbidden_fragments_of_session_ids(&sids);
     let _: String = redis::cmd("ECHO").arg(MONITOR_END_MARKER).query(&mut con).unwrap();
 
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) =
-            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(&mut con).unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
+    let keys = every_key_via_scan(&mut con);
     let kinds: Vec<String> = keys.iter().map(|key| redis::cmd("TYPE").arg(key).query(&mut con).unwrap()).collect();
     for expected in ["string", "zset", "stream"] {
         assert!(kinds.iter().any(|kind| kind == expected), "no {expected} key among {kinds:?}: workload too small");

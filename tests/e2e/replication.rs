@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::commands::{send_command_expecting_success, send_command_words};
+use crate::support::commands::{every_key_via_scan, send_command_expecting_success, send_command_words};
 use crate::support::server_clock::{server_clock_ms, wait_for_the_next_server_millisecond};
 use crate::support::session_keys::{change_stream_key, session_key, tombstone_key_prefix};
 use qsess_record::{ChangeRecord, Handle, UserRevocation};
@@ -82,23 +82,6 @@ fn change_kinds_in_stream(con: &mut Connection) -> Vec<String> {
 struct KeyContentsAndExpiry {
     contents: Value,
     pexpiretime: i64,
-}
-
-fn every_key_via_scan(con: &mut Connection) -> Vec<Vec<u8>> {
-    let mut keys = Vec::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<Vec<u8>>) =
-            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(con).unwrap();
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys.dedup();
-    keys
 }
 
 fn snapshot_of_every_key(con: &mut Connection) -> BTreeMap<String, KeyContentsAndExpiry> {

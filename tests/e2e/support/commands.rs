@@ -90,3 +90,39 @@ pub(crate) fn qsess_command_error_text(con: &mut Connection, name: &str, args: &
 pub(crate) fn borrowed_pairs(entry: &[(Vec<u8>, Vec<u8>)]) -> Vec<(&[u8], &[u8])> {
     entry.iter().map(|(field, value)| (field.as_slice(), value.as_slice())).collect()
 }
+
+/// Every key in the database, found with SCAN (which never blocks the server the way KEYS does on a
+/// large keyspace), sorted and without the repeats SCAN may return.
+pub(crate) fn every_key_via_scan(con: &mut Connection) -> Vec<Vec<u8>> {
+    let mut keys = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) =
+            redis::cmd("SCAN").arg(cursor).arg("COUNT").arg(1000).query(con).unwrap();
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// Every byte of a reply, flattened (bulk strings, simple strings, integers as text, nested values),
+/// one line a value: what the raw-id checks search for session id material.
+pub(crate) fn flatten_reply_bytes(value: &Value, into: &mut Vec<u8>) {
+    match value {
+        Value::BulkString(bytes) => into.extend_from_slice(bytes),
+        Value::SimpleString(text) => into.extend_from_slice(text.as_bytes()),
+        Value::Int(number) => into.extend_from_slice(number.to_string().as_bytes()),
+        Value::Array(items) | Value::Set(items) => items.iter().for_each(|item| flatten_reply_bytes(item, into)),
+        Value::Map(pairs) => pairs.iter().for_each(|(name, value)| {
+            flatten_reply_bytes(name, into);
+            flatten_reply_bytes(value, into);
+        }),
+        other => into.extend_from_slice(format!("{other:?}").as_bytes()),
+    }
+    into.push(b'\n');
+}
