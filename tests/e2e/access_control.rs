@@ -5,7 +5,7 @@
 use crate::support::commands::{send_command_expecting_success, send_command_words};
 use crate::support::server_clock::server_clock_ms;
 use crate::support::session_keys::{bucket_key_prefix, handle_of};
-use qsess_record::SessionRecord;
+use crate::support::session_records::restorable_record;
 use qsess_tests::{RedisServer, ServerName};
 use redis::{Connection, Value};
 
@@ -47,22 +47,7 @@ fn refusal(con: &mut Connection, words: &[&str]) -> redis::RedisError {
 /// A record as qsess-syncd would restore it, with a forged owner and version.
 fn forged_record(con: &mut Connection, owner: &str) -> Vec<u8> {
     let now_ms = server_clock_ms(con) as u64;
-    SessionRecord {
-        version: 99,
-        created_ms: now_ms,
-        updated_ms: now_ms,
-        seen_ms: now_ms,
-        idle_ms: 600_000,
-        absolute_deadline_ms: 0,
-        user: Some(owner.as_bytes()),
-        ip: None,
-        user_agent: None,
-        location: None,
-        country: None,
-        device: None,
-        data: b"forged",
-    }
-    .encode()
+    restorable_record(Some(owner.as_bytes()), 99, now_ms, 600_000, b"forged").encode()
 }
 
 #[test]

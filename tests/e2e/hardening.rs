@@ -9,27 +9,15 @@ use crate::support::commands::{
 };
 use crate::support::server_clock::server_clock_ms;
 use crate::support::session_keys::{change_stream_key, handle_of, user_revocation_key};
+use crate::support::session_records::restorable_record;
 use qsess_record::SessionRecord;
 use qsess_tests::RedisServer;
 use redis::{Connection, Value};
 
+/// A restore payload owned by "mia", created at `created_ms`, with the given limits.
 fn record(version: u64, created_ms: u64, idle_ms: u64, absolute_deadline_ms: u64) -> Vec<u8> {
-    SessionRecord {
-        version,
-        created_ms,
-        updated_ms: created_ms,
-        seen_ms: created_ms,
-        idle_ms,
-        absolute_deadline_ms,
-        user: Some(b"mia"),
-        ip: None,
-        user_agent: None,
-        location: None,
-        country: None,
-        device: None,
-        data: b"from the mirror",
-    }
-    .encode()
+    let plain = restorable_record(Some(b"mia"), version, created_ms, idle_ms, b"from the mirror");
+    SessionRecord { absolute_deadline_ms, ..plain }.encode()
 }
 
 fn restore(con: &mut Connection, sid: &str, payload: &[u8]) -> redis::RedisResult<Value> {

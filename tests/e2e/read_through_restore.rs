@@ -15,6 +15,7 @@ use crate::support::server_clock::{server_clock_ms, wait_until_server_clock_is_p
 use crate::support::session_keys::{
     change_stream_key, handle_of, not_found_key_of, session_key_of, tombstone_key_of, user_revocation_key,
 };
+use crate::support::session_records::restorable_record;
 
 /// Every key and its value (`DUMP`), to show an error wrote nothing.
 fn keyspace(con: &mut Connection) -> BTreeMap<Vec<u8>, Vec<u8>> {
@@ -30,22 +31,8 @@ fn keyspace(con: &mut Connection) -> BTreeMap<Vec<u8>, Vec<u8>> {
 /// A record created `age_ms` ago by the server's clock, last seen then, idle timeout `idle_ms`.
 fn record_bytes(con: &mut Connection, user: Option<&str>, version: u64, age_ms: u64, idle_ms: u64) -> Vec<u8> {
     let created_ms = server_clock_ms(con) as u64 - age_ms;
-    SessionRecord {
-        version,
-        created_ms,
-        updated_ms: created_ms,
-        seen_ms: created_ms,
-        idle_ms,
-        absolute_deadline_ms: 0,
-        user: user.map(str::as_bytes),
-        ip: Some("198.51.100.4".parse().unwrap()),
-        user_agent: Some(b"curl/8.5"),
-        location: None,
-        country: None,
-        device: None,
-        data: b"from the mirror",
-    }
-    .encode()
+    let plain = restorable_record(user.map(str::as_bytes), version, created_ms, idle_ms, b"from the mirror");
+    SessionRecord { ip: Some("198.51.100.4".parse().unwrap()), user_agent: Some(b"curl/8.5"), ..plain }.encode()
 }
 
 #[test]

@@ -10,3 +10,4 @@ pub(crate) mod qsess_client;
 pub(crate) mod read_through;
 pub(crate) mod server_clock;
 pub(crate) mod session_keys;
+pub(crate) mod session_records;
