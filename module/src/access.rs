@@ -1,12 +1,15 @@
-//! The caller's ACL key permissions, applied to the keys qsess really touches rather than to its arguments.
+//! The caller's ACL key permissions, applied to the keys qsess really touches rather than to its arguments,
+//! and on Redis Cluster the check that this node serves those keys' slot.
 //!
-//! A command's declared keys are the raw ids it is given (so cluster clients can route by them), but the
-//! keys it reads and writes are derived from them: `qs:{B}:s:<handle>`, `qs:{B}:u:<uid>`, `qs:{B}:chg`.
-//! Redis applies key patterns to declared keys only, and the ids are declared `NOT_KEY` (no raw id in
-//! `ACL LOG`, nothing for client tracking to remember), so the module checks the derived names itself,
-//! before its first write, with `RedisModule_ACLCheckKeyPermissions` (Redis 7.0+). A refusal is logged
-//! to `ACL LOG` under the derived key name, which holds a handle, never the raw id.
+//! A command declares the id it routes by (so cluster clients can route by it), but the keys it reads
+//! and writes are derived from it: `qs:{B}:s:<handle>`, `qs:{B}:u:<uid>`, `qs:{B}:chg`. The declared
+//! argument is `NOT_KEY`, which ACL key patterns skip (no raw id in `ACL LOG`), so the module checks
+//! the derived names itself, before its first write, with `RedisModule_ACLCheckKeyPermissions` (Redis
+//! 7.0+). A refusal is logged to `ACL LOG` under the derived key name, which holds a handle, never the
+//! raw id. Every derived key passes through here, which makes it the one place where a cluster node
+//! refuses a key of a slot it does not stably serve (cluster_slots.rs).
 
+use crate::cluster_slots;
 use crate::error::CommandError;
 use crate::session_id::SessionAddress;
 use crate::settings::keyspace;
@@ -63,6 +66,9 @@ impl<'ctx> Caller<'ctx> {
             CallingUser::Gone => return Err(CommandError::NoKeyPermission(String::from_utf8_lossy(key).into_owned())),
             CallingUser::User(user) => user,
         };
+        if keyspace().buckets.is_cluster() {
+            cluster_slots::require_served_key(self.ctx, key)?;
+        }
         // SAFETY: reading a function pointer Redis filled at load.
         let Some(check) = (unsafe { raw::RedisModule_ACLCheckKeyPermissions }) else { return Ok(()) };
         let name = RedisString::create_from_slice(self.ctx.get_raw(), key);

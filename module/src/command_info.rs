@@ -1,13 +1,15 @@
-//! Arity, summaries and ACL categories of every command, set through `RedisModule_SetCommandInfo` (7.0+).
+//! Arity, summaries, routing key specs and ACL categories of every command, set through
+//! `RedisModule_SetCommandInfo` (7.0+).
 //!
-//! The crate's `#[command]` macro cannot be used: it breaks loading on Redis 7.0. No command declares
-//! keys. Redis lets a command name only argument positions as keys, and qsess's arguments are raw
-//! session ids and user ids, from which the real keys (`qs:{B}:s:<handle>`, ...) are derived. Declared,
-//! an id would be matched against ACL key patterns (so an application needed `~*`), written to
-//! `ACL LOG` on a refusal, and remembered by client-side caching under the raw id, with no
-//! invalidation when the session ends; `NOT_KEY` specs do not help on Redis 7.0, which derives the
-//! tracked range from them anyway. So the module checks the caller's ACL against the derived keys
-//! itself (access.rs), and client tracking has nothing to remember (ARCHITECTURE.md, Security).
+//! The crate's `#[command]` macro cannot be used: it breaks loading on Redis 7.0. qsess's arguments
+//! are raw session ids and user ids, from which the real keys (`qs:{B}:s:<handle>`, ...) are derived,
+//! so a command declares one argument, the one its data's hash slot comes from, as a `NOT_KEY` key
+//! spec: cluster clients (and Redis's own `MOVED` redirection) route by it, while ACL key patterns,
+//! and so `ACL LOG`, skip it; the module checks the caller's ACL against the derived keys itself
+//! (access.rs). Client tracking remembers the declared argument of `readonly` commands, which is why
+//! `QSESS.PEEK` (a session id) and `QSESS.BYUSER` (a uid, whose cached answer nothing would ever
+//! invalidate) are not flagged `readonly`: they write nothing all the same and run on replicas, which
+//! refuse only `write` commands. ARCHITECTURE.md, Redis Cluster.
 
 use redis_module::{raw, Context};
 use std::ffi::CString;
@@ -17,10 +19,13 @@ use std::mem::size_of;
 pub(crate) struct CommandSpec {
     pub(crate) name: &'static str,
     pub(crate) flags: &'static str,
-    /// No command declares keys (0, 0, 0 and no key specs): see the module documentation above.
+    /// The legacy key range given at registration is empty (0, 0, 0); the routing argument below
+    /// replaces it through a key spec.
     pub(crate) first_key: i32,
     pub(crate) last_key: i32,
     pub(crate) key_step: i32,
+    /// The argument position cluster clients route by (a `NOT_KEY` key spec), if any.
+    pub(crate) routing_argument: Option<i32>,
     /// ACL categories on servers that support them for modules (Redis 7.2+, Valkey); on 7.0 module
     /// commands belong to no category and are granted by name.
     pub(crate) acl_categories: &'static str,
@@ -35,6 +40,7 @@ pub(crate) const SET: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write slow",
     arity: -2,
     summary: "Creates or updates a session and its owner's index; replies the new version",
@@ -47,6 +53,7 @@ pub(crate) const NEW: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(2),
     acl_categories: "write slow",
     arity: -1,
     summary: "Mints a session id, creates the session and replies the id",
@@ -59,6 +66,7 @@ pub(crate) const GET: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write fast",
     arity: -2,
     summary: "Replies a session's record and counts the read as activity (unless NOTOUCH)",
@@ -67,10 +75,11 @@ pub(crate) const GET: CommandSpec = CommandSpec {
 
 pub(crate) const PEEK: CommandSpec = CommandSpec {
     name: "qsess.peek",
-    flags: "readonly fast no-monitor no-slowlog",
+    flags: "fast no-monitor no-slowlog",
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "read fast",
     arity: 2,
     summary: "Replies a session's record without counting as activity; works on replicas",
@@ -83,6 +92,7 @@ pub(crate) const TOUCH: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write fast",
     arity: 2,
     summary: "Counts as activity on a session without reading it; replies 1 if it is live",
@@ -95,6 +105,7 @@ pub(crate) const ROTATE: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write fast",
     arity: 3,
     summary: "Moves a session to a new id atomically; the old id is revoked",
@@ -107,6 +118,7 @@ pub(crate) const DEL: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write fast",
     arity: -2,
     summary: "Ends sessions (log out); replies how many existed",
@@ -115,10 +127,11 @@ pub(crate) const DEL: CommandSpec = CommandSpec {
 
 pub(crate) const BYUSER: CommandSpec = CommandSpec {
     name: "qsess.byuser",
-    flags: "readonly blocking",
+    flags: "blocking",
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "read slow",
     arity: -2,
     summary: "Lists a user's live sessions by handle, or with their metadata",
@@ -131,6 +144,7 @@ pub(crate) const REVOKEUSER: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write slow",
     arity: -2,
     summary: "Ends all of a user's sessions, optionally all but one; replies the count",
@@ -143,6 +157,7 @@ pub(crate) const REVOKE: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "write slow",
     arity: -3,
     summary: "Ends chosen sessions of a user by handle; replies the count",
@@ -155,6 +170,7 @@ pub(crate) const RESTORE: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "admin dangerous fast",
     arity: 4,
     summary: "Internal, for qsess-syncd: restores a session from the mirror and wakes its waiters",
@@ -167,6 +183,7 @@ pub(crate) const RESTOREUSER: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: Some(1),
     acl_categories: "admin dangerous fast",
     arity: 3,
     summary: "Internal, for qsess-syncd: a user's sessions were reloaded; wakes QSESS.BYUSER waiters",
@@ -179,17 +196,45 @@ pub(crate) const LOADER: CommandSpec = CommandSpec {
     first_key: 0,
     last_key: 0,
     key_step: 0,
+    routing_argument: None,
     acl_categories: "admin dangerous fast",
     arity: 2,
     summary: "Internal, for qsess-syncd: attaches as the loader for a lease in ms (0 detaches)",
     complexity: "O(1)",
 };
 
+pub(crate) const STREAMS: CommandSpec = CommandSpec {
+    name: "qsess.streams",
+    flags: "admin fast",
+    first_key: 0,
+    last_key: 0,
+    key_step: 0,
+    routing_argument: None,
+    acl_categories: "admin dangerous fast",
+    arity: -1,
+    summary: "Internal, for qsess-syncd: the buckets whose streams got entries since the last call (or all with ALL)",
+    complexity: "O(1), O(S) with ALL for the S slots or buckets this node serves",
+};
+
 /// Every command. Flags are truthful: reads that may slide the expiry are `write`; only commands that
 /// grow memory are `deny-oom`, so logging out and revoking keep working under `maxmemory`; commands
 /// that carry a raw session id are `no-monitor no-slowlog`, so the id never lands in MONITOR or SLOWLOG.
-pub(crate) const COMMANDS: [&CommandSpec; 13] =
-    [&SET, &NEW, &GET, &PEEK, &TOUCH, &ROTATE, &DEL, &BYUSER, &REVOKEUSER, &REVOKE, &RESTORE, &RESTOREUSER, &LOADER];
+pub(crate) const COMMANDS: [&CommandSpec; 14] = [
+    &SET,
+    &NEW,
+    &GET,
+    &PEEK,
+    &TOUCH,
+    &ROTATE,
+    &DEL,
+    &BYUSER,
+    &REVOKEUSER,
+    &REVOKE,
+    &RESTORE,
+    &RESTOREUSER,
+    &LOADER,
+    &STREAMS,
+];
 
 /// Which ACL categories the server let the module use, for the load-time log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,6 +279,7 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<AclCategorySupport, Stri
         let summary = CString::new(spec.summary).map_err(|error| error.to_string())?;
         let complexity = CString::new(spec.complexity).map_err(|error| error.to_string())?;
         let since = CString::new("1.0.0").map_err(|error| error.to_string())?;
+        let mut key_specs = routing_key_specs(spec);
         let info = raw::RedisModuleCommandInfo {
             version: &version,
             summary: summary.as_ptr(),
@@ -242,7 +288,7 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<AclCategorySupport, Stri
             history: std::ptr::null_mut(),
             tips: std::ptr::null(),
             arity: spec.arity,
-            key_specs: std::ptr::null_mut(),
+            key_specs: key_specs.as_mut().map_or(std::ptr::null_mut(), |specs| specs.as_mut_ptr()),
             args: std::ptr::null_mut(),
         };
         // SAFETY: load-time context; `info` and everything it points to outlive the call, and Redis
@@ -262,6 +308,28 @@ pub(crate) fn set_command_info(ctx: &Context) -> Result<AclCategorySupport, Stri
         (true, false) => AclCategorySupport::Standard,
         (true, true) => AclCategorySupport::StandardAndQsess,
     })
+}
+
+/// The routing argument as a `NOT_KEY` key spec, followed by the zeroed spec that ends the list.
+fn routing_key_specs(spec: &CommandSpec) -> Option<[raw::RedisModuleCommandKeySpec; 2]> {
+    let position = spec.routing_argument?;
+    let writes = spec.flags.split(' ').any(|flag| flag == "write");
+    let access = if writes { raw::REDISMODULE_CMD_KEY_RW } else { raw::REDISMODULE_CMD_KEY_RO };
+    // SAFETY: the spec is plain C data for which all zeroes is valid ("no spec": the list's end).
+    let end: raw::RedisModuleCommandKeySpec = unsafe { std::mem::zeroed() };
+    let routing = raw::RedisModuleCommandKeySpec {
+        notes: std::ptr::null(),
+        flags: u64::from(access | raw::REDISMODULE_CMD_KEY_NOT_KEY),
+        begin_search_type: raw::RedisModuleKeySpecBeginSearchType_REDISMODULE_KSPEC_BS_INDEX,
+        bs: raw::RedisModuleCommandKeySpec__bindgen_ty_1 {
+            index: raw::RedisModuleCommandKeySpec__bindgen_ty_1__bindgen_ty_1 { pos: position },
+        },
+        find_keys_type: raw::RedisModuleKeySpecFindKeysType_REDISMODULE_KSPEC_FK_RANGE,
+        fk: raw::RedisModuleCommandKeySpec__bindgen_ty_2 {
+            range: raw::RedisModuleCommandKeySpec__bindgen_ty_2__bindgen_ty_1 { lastkey: 0, keystep: 1, limit: 0 },
+        },
+    };
+    Some([routing, end])
 }
 
 /// Adds the `qsess` ACL category where the server supports module categories (Redis 7.4+, Valkey 8).

@@ -7,6 +7,7 @@ use crate::expiry;
 use crate::info::COUNTERS;
 use crate::redis_key::{KeyKind, RedisKey};
 use crate::settings::{keyspace, Settings};
+use crate::stream_activity;
 use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord};
 use redis_module::{Context, RedisString};
 use std::cell::RefCell;
@@ -160,6 +161,9 @@ impl<'ctx> Effects<'ctx> {
         arguments.push(&id);
         arguments.extend(strings.iter());
         self.ctx.replicate("XADD", arguments.as_slice());
+        if let Some(bucket) = bucket_of_key(stream.name().as_slice()) {
+            stream_activity::note_stream_written(bucket);
+        }
         Ok(())
     }
 
@@ -280,3 +284,11 @@ impl EndingSession<'_, '_> {
 /// The version a `del` carries when the record is unreadable or absent: the largest a Postgres bigint
 /// holds, so the mirror ends whatever version it has.
 const UNKNOWN_VERSION_END: u64 = i64::MAX as u64;
+
+/// The bucket of one of qsess's keys, from its hash tag (`<prefix>:{<tag>}:...`).
+fn bucket_of_key(name: &[u8]) -> Option<u32> {
+    let open = name.iter().position(|&byte| byte == b'{')?;
+    let tag_and_rest = name.get(open + 1..)?;
+    let close = tag_and_rest.iter().position(|&byte| byte == b'}')?;
+    keyspace().buckets.of_tag(tag_and_rest.get(..close)?).ok()
+}

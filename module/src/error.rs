@@ -34,6 +34,20 @@ pub(crate) enum CommandError {
     SessionIdWithoutBucket { buckets: u32 },
     #[error("session id is in bucket {session_bucket} but user's sessions live in bucket {user_bucket}; mint ids with QSESS.NEW USER <uid>")]
     WrongBucket { session_bucket: u32, user_bucket: u32 },
+    #[error("on a cluster a session lives in its user's hash slot, and this session id hashes to another one; log the user in with QSESS.NEW USER <uid> (then QSESS.DEL the old id), which mints an id in the user's slot")]
+    SessionOutsideUserSlot,
+    #[error("on a cluster QSESS.ROTATE keeps a session in its hash slot: the new id must hash to the old id's slot (give it the old id's {{hash tag}}); to log a user in, use QSESS.NEW USER <uid> then QSESS.DEL the old id")]
+    RotateAcrossSlots,
+    #[error("on a cluster {command} takes ids of one hash slot per call (the first id's); send the others in calls of their own")]
+    IdsInSeveralSlots { command: &'static str },
+    #[error("on a cluster QSESS.NEW takes USER <uid> as its first option, so that cluster clients route it to the user's node")]
+    NewUserNotFirst,
+    #[error("hash slot {0} is moving to or from this node, or is not served here; retry shortly")]
+    SlotNotServed(u16),
+    #[error("this node serves no hash slot yet, so it cannot mint an anonymous session; send QSESS.NEW to a primary that serves slots")]
+    NoSlotServed,
+    #[error("bucket must be one qsess writes: a bucket tag as in its keys' {{tag}} (the bucket number on a standalone server)")]
+    BadBucket,
     #[error("user id must not be empty")]
     EmptyUserId,
     #[error("user id is {0} bytes long; at most {max} are accepted", max = crate::limits::MAX_USER_ID_BYTES)]
@@ -105,6 +119,8 @@ impl CommandError {
                 RedisError::String(format!("NOPERM {self}"))
             }
             CommandError::OutOfMemoryForAbsentId => RedisError::String(format!("OOM {self}")),
+            // Cluster clients retry a TRYAGAIN after a short wait, as they do for Redis's own.
+            CommandError::SlotNotServed(_) => RedisError::String(format!("TRYAGAIN {self}")),
             other => RedisError::String(format!("ERR {other}")),
         }
     }

@@ -13,6 +13,7 @@ mod argument_properties;
 mod blocking;
 mod bucket;
 mod client_ip;
+mod cluster_slots;
 mod command_info;
 mod commands;
 mod effects;
@@ -36,11 +37,14 @@ mod session_options;
 mod session_update;
 mod session_write;
 mod settings;
+mod stream_activity;
 mod waiter_signals;
 
-use command_info::{BYUSER, DEL, GET, LOADER, NEW, PEEK, RESTORE, RESTOREUSER, REVOKE, REVOKEUSER, ROTATE, SET, TOUCH};
+use command_info::{
+    BYUSER, DEL, GET, LOADER, NEW, PEEK, RESTORE, RESTOREUSER, REVOKE, REVOKEUSER, ROTATE, SET, STREAMS, TOUCH,
+};
 use redis_module::configuration::ConfigurationFlags;
-use redis_module::{redis_module, Context, InfoContext, RedisResult, RedisString, Status};
+use redis_module::{redis_module, Context, ContextFlags, InfoContext, RedisResult, RedisString, Status};
 use settings::{
     ABSOLUTE_TIMEOUT, BUCKETS, DEFAULT_PREFIX, IDLE_TIMEOUT, IP_MODE, MAX_DATA_BYTES, MAX_SESSIONS_PER_USER,
     MIN_SESSION_ID_BYTES, MISS_TIMEOUT, NEGATIVE_CACHE, PREFIX, TOMBSTONE_TTL, TOUCH_GRANULARITY, UA_MODE,
@@ -74,14 +78,24 @@ fn init(ctx: &Context, arguments: &[RedisString]) -> Status {
         ctx.log_warning(&format!("qsess: {message}"));
         return Status::Err;
     }
-    let keyspace = settings::keyspace();
+    let keyspace = match settings::fix_keyspace(ctx.get_flags().contains(ContextFlags::CLUSTER)) {
+        Ok(keyspace) => keyspace,
+        Err(message) => {
+            ctx.log_warning(&format!("qsess: {message}"));
+            return Status::Err;
+        }
+    };
     let server = server_profile::ServerProfile::detect(ctx);
     ctx.log_notice(&format!(
-        "qsess: loaded on {} {} (allocator {}) with {} bucket(s); keys look like {}; ACL categories: {}",
+        "qsess: loaded on {} {} (allocator {}) with {}; keys look like {}; ACL categories: {}",
         server.name,
         server.version,
         server.allocator,
-        keyspace.buckets.count(),
+        if keyspace.buckets.is_cluster() {
+            "Redis Cluster's 16384 hash slots as buckets".to_owned()
+        } else {
+            format!("{} bucket(s)", keyspace.buckets.count())
+        },
         String::from_utf8_lossy(&keyspace.names.change_stream(0)),
         acl_categories.describe()
     ));
@@ -121,6 +135,7 @@ redis_module! {
         [RESTORE.name, commands::qsess_restore, RESTORE.flags, RESTORE.first_key, RESTORE.last_key, RESTORE.key_step, ""],
         [RESTOREUSER.name, commands::qsess_restoreuser, RESTOREUSER.flags, RESTOREUSER.first_key, RESTOREUSER.last_key, RESTOREUSER.key_step, ""],
         [LOADER.name, commands::qsess_loader, LOADER.flags, LOADER.first_key, LOADER.last_key, LOADER.key_step, ""],
+        [STREAMS.name, commands::qsess_streams, STREAMS.flags, STREAMS.first_key, STREAMS.last_key, STREAMS.key_step, ""],
     ],
     configurations: [
         i64: [

@@ -78,7 +78,7 @@ pub(crate) fn on_user_miss<Answer: AnswerAfterWait>(
     if RedisKey::open_readable(ctx, &loaded_marker)?.is_some() {
         return Ok(MissOutcome::AnswerNil);
     }
-    let mut request = bucket.to_string().into_bytes();
+    let mut request = names.bucket_tag(bucket).as_bytes().to_vec();
     request.push(b' ');
     request.extend_from_slice(user_id);
     waiter_signals::publish(ctx, &names.user_reload_channel(), &request)?;

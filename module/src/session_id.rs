@@ -5,7 +5,7 @@ use crate::error::CommandError;
 use crate::limits::MAX_SESSION_ID_BYTES;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use qsess_record::Handle;
+use qsess_record::{slot_tag, Handle};
 
 /// Random bytes in a minted id: 192 bits, above OWASP's 64-bit floor and DESIGN's 128.
 const MINTED_RANDOM_BYTES: usize = 24;
@@ -31,14 +31,23 @@ pub(crate) fn locate(session_id: &[u8], buckets: Buckets) -> Result<SessionAddre
     Ok(SessionAddress { bucket: buckets.of_session_id(session_id)?, handle: Handle::from_session_id(session_id) })
 }
 
-/// A fresh id from the OS CSPRNG, in `bucket` when there is more than one bucket.
+/// A fresh id from the OS CSPRNG, in `bucket` when there is more than one bucket: `<B>.<random>`
+/// on a standalone server, `{<slot tag>}<random>` on a cluster (the hash tag clients route by).
 pub(crate) fn mint(buckets: Buckets, bucket: u32) -> Result<Vec<u8>, CommandError> {
     let mut random = [0u8; MINTED_RANDOM_BYTES];
     getrandom::fill(&mut random).map_err(|_| CommandError::Internal)?;
     let mut session_id = Vec::with_capacity(48);
-    if buckets.count() > 1 {
-        session_id.extend_from_slice(bucket.to_string().as_bytes());
-        session_id.push(b'.');
+    match buckets {
+        Buckets::ClusterSlots => {
+            session_id.push(b'{');
+            session_id.extend_from_slice(slot_tag(bucket as u16).as_bytes());
+            session_id.push(b'}');
+        }
+        Buckets::Numbered(count) if count > 1 => {
+            session_id.extend_from_slice(bucket.to_string().as_bytes());
+            session_id.push(b'.');
+        }
+        Buckets::Numbered(_) => {}
     }
     session_id.extend_from_slice(URL_SAFE_NO_PAD.encode(random).as_bytes());
     Ok(session_id)
@@ -58,6 +67,15 @@ mod tests {
         let in_bucket = mint(buckets, 5).unwrap();
         assert!(in_bucket.starts_with(b"5."));
         assert_eq!(locate(&in_bucket, buckets).unwrap().bucket, 5);
+    }
+
+    #[test]
+    fn cluster_ids_carry_the_slot_tag_of_their_bucket() {
+        let minted = mint(Buckets::ClusterSlots, 12_436).unwrap();
+        assert!(minted.starts_with(b"{"), "{minted:?}");
+        assert_eq!(qsess_record::key_slot(&minted), 12_436);
+        assert_eq!(locate(&minted, Buckets::ClusterSlots).unwrap().bucket, 12_436);
+        assert!(minted.len() <= 32 + 6);
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub(crate) fn write_session(
         };
         if let Some(user_id) = record.user {
             let user_bucket = buckets.of_user(user_id);
+            if user_bucket != address.bucket && buckets.is_cluster() {
+                return Err(CommandError::SessionOutsideUserSlot);
+            }
             if user_bucket != address.bucket {
                 return Err(CommandError::WrongBucket { session_bucket: address.bucket, user_bucket });
             }

@@ -314,7 +314,24 @@ pub(crate) struct Keyspace {
 
 static KEYSPACE: OnceLock<Keyspace> = OnceLock::new();
 
-/// The key layout; set in `init`, before any command can run.
+/// Fixes the key layout at load: the cluster layout when the server runs Redis Cluster, else the
+/// standalone one with `qsess.buckets`. Called once from `init`, before any command can run.
+pub(crate) fn fix_keyspace(cluster: bool) -> Result<&'static Keyspace, String> {
+    let configured_buckets = BUCKETS.value.load(Ordering::Relaxed).clamp(1, BUCKETS.max) as u32;
+    if cluster && configured_buckets != 1 {
+        return Err(format!(
+            "qsess.buckets is {configured_buckets}, but on Redis Cluster the buckets are the hash slots; leave qsess.buckets at 1"
+        ));
+    }
+    let keyspace = if cluster {
+        Keyspace { names: KeyNames::for_cluster(&PREFIX.current()), buckets: Buckets::ClusterSlots }
+    } else {
+        Keyspace { names: KeyNames::new(&PREFIX.current()), buckets: Buckets::new(configured_buckets) }
+    };
+    Ok(KEYSPACE.get_or_init(|| keyspace))
+}
+
+/// The key layout fixed at load (`fix_keyspace`); the standalone layout if asked earlier (unit tests).
 pub(crate) fn keyspace() -> &'static Keyspace {
     KEYSPACE.get_or_init(|| Keyspace {
         names: KeyNames::new(&PREFIX.current()),

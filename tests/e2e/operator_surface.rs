@@ -262,29 +262,55 @@ fn command_info_shows_the_declared_flags() {
         assert!(flags.iter().any(|f| f == flag), "qsess.set lacks {flag}: {flags:?}");
     }
     assert!(!flags.iter().any(|f| f == "readonly"), "{flags:?}");
+    // PEEK and BYUSER write nothing, yet are not `readonly`: client tracking remembers the declared
+    // (routing) argument of readonly commands, a raw session id or a uid whose cached answer nothing
+    // would invalidate. Replicas refuse only `write` commands, so both still run there.
+    for name in ["qsess.peek", "qsess.byuser"] {
+        let (_, flags) = arity_and_flags_from_command_info(&mut con, name);
+        assert!(!flags.iter().any(|f| f == "write" || f == "readonly"), "{name}: {flags:?}");
+    }
     let (arity, flags) = arity_and_flags_from_command_info(&mut con, "qsess.peek");
     assert_eq!(arity, 2);
-    for flag in ["readonly", "fast", "skip_monitor", skip_slowlog] {
+    for flag in ["fast", "skip_monitor", skip_slowlog] {
         assert!(flags.iter().any(|f| f == flag), "qsess.peek lacks {flag}: {flags:?}");
     }
-    assert!(!flags.iter().any(|f| f == "write"), "{flags:?}");
-    let (_, flags) = arity_and_flags_from_command_info(&mut con, "qsess.byuser");
-    assert!(flags.iter().any(|f| f == "readonly"), "qsess.byuser should be readonly: {flags:?}");
 }
 
 #[test]
-fn no_command_declares_its_raw_ids_as_keys() {
+fn commands_declare_their_routing_argument_as_not_key() {
     let server = RedisServer::builder().start();
     let mut con = server.connection();
-    for name in ["qsess.set", "qsess.new", "qsess.get", "qsess.peek", "qsess.touch", "qsess.rotate", "qsess.del"] {
+    let routed_by = [
+        ("qsess.set", 1),
+        ("qsess.new", 2),
+        ("qsess.get", 1),
+        ("qsess.peek", 1),
+        ("qsess.touch", 1),
+        ("qsess.rotate", 1),
+        ("qsess.del", 1),
+        ("qsess.byuser", 1),
+        ("qsess.revokeuser", 1),
+        ("qsess.revoke", 1),
+        ("qsess.restore", 1),
+        ("qsess.restoreuser", 1),
+        ("qsess.loader", 0),
+        ("qsess.streams", 0),
+    ];
+    for (name, position) in routed_by {
         let reply = send_command_expecting_success(&mut con, &["COMMAND", "INFO", name]);
         let Value::Array(commands) = reply else { panic!("COMMAND INFO answered {reply:?}") };
         let Some(Value::Array(info)) = commands.first() else { panic!("COMMAND INFO {name}: {commands:?}") };
-        // first key, last key, step: no legacy key range, which is what Redis 7.0 tracks for caching.
-        assert_eq!(info.get(3..6), Some(&[Value::Int(0), Value::Int(0), Value::Int(0)][..]), "{name}: {info:?}");
+        // First key, last key, step: what cluster clients (redis-py, redis-cli -c) route by.
+        let step = i64::from(position != 0);
+        let expected = [Value::Int(position), Value::Int(position), Value::Int(step)];
+        assert_eq!(info.get(3..6), Some(&expected[..]), "{name}: {info:?}");
+        if position != 0 {
+            let specs = format!("{:?}", info.get(8));
+            assert!(specs.contains("not_key"), "{name}: the routing argument must be NOT_KEY: {specs}");
+        }
     }
-    // So Redis finds no key in the arguments, and its key patterns, ACL LOG and client tracking never
-    // see a raw id; qsess checks the keys it derives (access_control.rs).
+    // NOT_KEY: Redis's key patterns and COMMAND GETKEYS skip the argument, so ACL LOG never sees a raw
+    // id; qsess checks the keys it derives (access_control.rs).
     let error = send_command_words(&mut con, &["COMMAND", "GETKEYS", "qsess.get", "raw-session-id-0123"])
         .expect_err("ids are not keys to Redis");
     assert!(!error.to_string().contains("raw-session-id"), "{error}");

@@ -26,6 +26,11 @@ pub(crate) fn del(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Comm
         .iter()
         .map(|session_id| session_id::locate(session_id, keyspace().buckets))
         .collect::<Result<Vec<_>, _>>()?;
+    // Clients route the call by its first id; on a cluster the others must share its slot.
+    let first_bucket = addresses.first().map(|address| address.bucket);
+    if keyspace().buckets.is_cluster() && addresses.iter().any(|address| Some(address.bucket) != first_bucket) {
+        return Err(CommandError::IdsInSeveralSlots { command: "QSESS.DEL" });
+    }
     let caller = Caller::of(ctx);
     for address in &addresses {
         caller.require_session(address, KeyAccess::Write)?;

@@ -12,6 +12,7 @@ mod revoke;
 mod revokeuser;
 mod rotate;
 mod set;
+mod streams;
 mod touch;
 
 use crate::error::CommandError;
@@ -78,4 +79,8 @@ pub(crate) fn qsess_loader(ctx: &Context, arguments: Vec<RedisString>) -> RedisR
 
 pub(crate) fn qsess_revoke(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
     run(ctx, arguments, revoke::revoke)
+}
+
+pub(crate) fn qsess_streams(ctx: &Context, arguments: Vec<RedisString>) -> RedisResult {
+    run(ctx, arguments, streams::streams)
 }

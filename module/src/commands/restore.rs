@@ -14,7 +14,6 @@ use crate::limits::{MAX_TIMEOUT_MS, MAX_VERSION};
 use crate::miss_tracker;
 use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
-use crate::session_options::parse_integer;
 use crate::settings::keyspace;
 use crate::waiter_signals;
 use qsess_record::{Handle, SessionRecord};
@@ -26,8 +25,7 @@ pub(crate) fn restore(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, 
     };
     let caller = Caller::of(ctx);
     caller.require_loader_role()?;
-    let buckets = keyspace().buckets;
-    let bucket = parse_integer(bucket, "bucket", 0, u64::from(buckets.count() - 1))? as u32;
+    let bucket = keyspace().buckets.of_tag(bucket)?;
     let handle = Handle::parse(handle)?;
     let effects = Effects::new(ctx)?;
     let address = SessionAddress { bucket, handle };
@@ -101,6 +99,9 @@ fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8
     }
     if let Some(user_id) = record.user {
         let user_bucket = keyspace().buckets.of_user(user_id);
+        if user_bucket != address.bucket && keyspace().buckets.is_cluster() {
+            return Err(CommandError::SessionOutsideUserSlot);
+        }
         if user_bucket != address.bucket {
             return Err(CommandError::WrongBucket { session_bucket: address.bucket, user_bucket });
         }

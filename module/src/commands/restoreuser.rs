@@ -5,7 +5,7 @@
 use crate::access::{Caller, KeyAccess};
 use crate::effects::Effects;
 use crate::error::CommandError;
-use crate::session_options::{parse_integer, validate_user_id};
+use crate::session_options::validate_user_id;
 use crate::settings::keyspace;
 use crate::waiter_signals;
 use redis_module::{Context, RedisValue};
@@ -20,7 +20,7 @@ pub(crate) fn restoreuser(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisVal
     let caller = Caller::of(ctx);
     caller.require_loader_role()?;
     let buckets = keyspace().buckets;
-    let bucket = parse_integer(bucket, "bucket", 0, u64::from(buckets.count() - 1))? as u32;
+    let bucket = keyspace().buckets.of_tag(bucket)?;
     validate_user_id(user_id)?;
     let user_bucket = buckets.of_user(user_id);
     if user_bucket != bucket {

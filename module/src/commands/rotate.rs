@@ -25,6 +25,9 @@ pub(crate) fn rotate(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, C
     let buckets = keyspace().buckets;
     let old_address = session_id::locate(old_session_id, buckets)?;
     let new_address = session_id::locate(new_session_id, buckets)?;
+    if old_address.bucket != new_address.bucket && buckets.is_cluster() {
+        return Err(CommandError::RotateAcrossSlots);
+    }
     if old_address.bucket != new_address.bucket {
         return Err(CommandError::WrongBucket { session_bucket: new_address.bucket, user_bucket: old_address.bucket });
     }
