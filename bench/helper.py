@@ -24,6 +24,7 @@ import json
 import random
 import statistics
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from qsess_bench.resp import encode as resp
@@ -72,26 +73,23 @@ def uid(i: int, name: str = "user") -> str:
     return f"{name}:{i:012d}"
 
 
+def write_resp_file(path: str, commands: Iterable[tuple[str, ...]]) -> None:
+    """Writes each command, RESP-encoded, into `path`: a file `redis-cli --pipe` loads."""
+    with open(path, "wb") as out:
+        for command in commands:
+            out.write(resp(*command))
+
+
 def resp_module_set(
     path: str, count: int, per_user: int, data_size: int, sid_name: str = "sid", uid_name: str = "user"
 ) -> None:
     data = payload(data_size)
-    with open(path, "wb") as out:
-        for i in range(count):
-            out.write(
-                resp(
-                    "QSESS.SET",
-                    sid(i, sid_name),
-                    "DATA",
-                    data,
-                    "USER",
-                    uid(i // per_user, uid_name),
-                    "IP",
-                    IP,
-                    "UA",
-                    USER_AGENT,
-                )
-            )
+
+    def qsess_set(i: int) -> tuple[str, ...]:
+        user = uid(i // per_user, uid_name)
+        return ("QSESS.SET", sid(i, sid_name), "DATA", data, "USER", user, "IP", IP, "UA", USER_AGENT)
+
+    write_resp_file(path, map(qsess_set, range(count)))
 
 
 def resp_lua_set(
@@ -105,29 +103,17 @@ def resp_lua_set(
     uid_name: str = "user",
 ) -> None:
     data = payload(data_size)
-    with open(path, "wb") as out:
-        for i in range(count):
-            out.write(
-                resp(
-                    "EVALSHA",
-                    sha,
-                    "3",
-                    f"{prefix}:s:{sid(i, sid_name)}",
-                    f"{prefix}:u:{uid(i // per_user, uid_name)}",
-                    f"{prefix}:chg",
-                    data,
-                    IP,
-                    USER_AGENT,
-                    str(IDLE_MS),
-                    str(ABSOLUTE_MS),
-                )
-            )
+
+    def evalsha_session_write(i: int) -> tuple[str, ...]:
+        # session_write.lua's KEYS (record, owner index, change stream), then its ARGV: data, ip, ua, idle, absolute.
+        keys = (f"{prefix}:s:{sid(i, sid_name)}", f"{prefix}:u:{uid(i // per_user, uid_name)}", f"{prefix}:chg")
+        return ("EVALSHA", sha, "3", *keys, data, IP, USER_AGENT, str(IDLE_MS), str(ABSOLUTE_MS))
+
+    write_resp_file(path, map(evalsha_session_write, range(count)))
 
 
 def resp_module_touch(path: str, count: int) -> None:
-    with open(path, "wb") as out:
-        for i in range(count):
-            out.write(resp("QSESS.TOUCH", sid(i)))
+    write_resp_file(path, (("QSESS.TOUCH", sid(i)) for i in range(count)))
 
 
 def rps() -> None:
