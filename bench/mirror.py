@@ -30,7 +30,7 @@ from pathlib import Path
 
 from qsess_bench.resp import Redis, connect
 from qsess_bench.results import publish
-from qsess_bench.servers import Cluster, Daemon, build, process_cpu_seconds, start_redis
+from qsess_bench.servers import Cluster, Daemon, build, process_cpu_seconds, redis_server_version, start_redis
 from qsess_bench.workload import USER_AGENT, backlog
 
 QUICK = "--quick" in sys.argv[1:]
@@ -385,10 +385,8 @@ def main() -> None:
         shutil.rmtree(workdir, ignore_errors=True)
 
     cores = os.cpu_count()
-    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    pg_version = subprocess.run(
-        [str(cluster.bindir / "postgres"), "--version"], capture_output=True, text=True
-    ).stdout.strip()
+    redis_version = redis_server_version()
+    pg_version = cluster.postgres_version()
     lines = [
         "# Mirror benchmark",
         "",

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from qsess_bench.resp import Redis, connect
 from qsess_bench.results import publish
-from qsess_bench.servers import Cluster, Daemon, build, start_redis
+from qsess_bench.servers import Cluster, Daemon, build, redis_server_version, start_redis
 from qsess_bench.stats import nearest_rank, spread
 from qsess_bench.workload import USER_AGENT, backlog
 
@@ -494,10 +494,8 @@ def main() -> None:
     ]
     cores = os.cpu_count()
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    redis_version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.split()[2]
-    pg_version = subprocess.run(
-        [str(cluster.bindir / "postgres"), "--version"], capture_output=True, text=True
-    ).stdout.strip()
+    redis_version = redis_server_version()
+    pg_version = cluster.postgres_version()
     lines = [
         "# Read-through benchmark",
         "",

@@ -100,7 +100,12 @@ class Cluster:
         if len(line) != 3:
             sys.exit(f"{who}: the PostgreSQL launcher did not start a cluster (it printed {line!r})")
         self.postmaster_pid, self.port, self.url = int(line[0]), int(line[1]), line[2]
-        self.bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name))[-1]
+
+    @staticmethod
+    def postgres_version() -> str:
+        """What the newest installed server says to `postgres --version`, e.g. `postgres (PostgreSQL) 16.4`."""
+        bindir = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda path: int(path.parent.name))[-1]
+        return subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True).stdout.strip()
 
     def sql(self, query: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -159,6 +164,11 @@ class Daemon:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+
+
+def redis_server_version(server: str = "redis-server") -> str:
+    """The version `server --version` reports, as it spells it (`v=7.2.4`)."""
+    return subprocess.run([server, "--version"], capture_output=True, text=True).stdout.split()[2]
 
 
 def process_cpu_seconds(pid: int, with_reaped_children: bool = False) -> float:
