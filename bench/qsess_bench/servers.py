@@ -2,7 +2,8 @@
 
 PostgreSQL is started by the end-to-end harness's own launcher (`tests/src/bin/qsess-pg-cluster.rs`, over
 `tests/src/postgres.rs`), so the project has one way to run a throwaway cluster, as the `postgres` OS
-user when root, whichever language asks for it.
+user when root, whichever language asks for it. The Python client's tests (clients/python/tests/servers.py)
+start Redis and PostgreSQL with `start_redis` and `Cluster` from here too.
 """
 
 from __future__ import annotations
@@ -52,12 +53,11 @@ def build(who: str) -> dict[str, str]:
     release = cargo_artifacts(
         ["--release", "-p", "qsess-module", "-p", "qsess-syncd", "--bins", "--lib", "--example", "postgres_ceiling"]
     )
-    launcher = cargo_artifacts(["-p", "qsess-tests", "--bin", "qsess-pg-cluster"])
     artifacts = {
         "module": release.get("qsess"),
         "daemon": release.get("qsess-syncd"),
         "ceiling": release.get("postgres_ceiling"),
-        "postgres": launcher.get("qsess-pg-cluster"),
+        "postgres": postgres_launcher(),
     }
     missing = sorted(name for name, path in artifacts.items() if not path)
     if missing:
@@ -65,12 +65,22 @@ def build(who: str) -> dict[str, str]:
     return artifacts
 
 
-def start_redis(module: str, workdir: Path, *module_arguments: str) -> tuple[subprocess.Popen, int]:
-    """redis-server with the module on a free loopback port, no persistence; returns it and its port."""
+def postgres_launcher() -> str | None:
+    """The harness's PostgreSQL launcher: QSESS_PG_CLUSTER_PATH when set, else what cargo builds (debug)."""
+    return os.environ.get("QSESS_PG_CLUSTER_PATH") or cargo_artifacts(
+        ["-p", "qsess-tests", "--bin", "qsess-pg-cluster"]
+    ).get("qsess-pg-cluster")
+
+
+def start_redis(
+    module: str, workdir: Path, *module_arguments: str, server: str = "redis-server"
+) -> tuple[subprocess.Popen, int]:
+    """`server` (redis-server or another build of it, such as valkey-server) with the module on a free loopback
+    port, no persistence, logging to `workdir`/redis.log; returns it and its port."""
     port = free_port()
     process = subprocess.Popen(
         [
-            "redis-server",
+            server,
             "--port",
             str(port),
             "--bind",

@@ -1,17 +1,16 @@
 """Real servers for tests and benchmarks: redis-server with the qsess module, PostgreSQL, qsess-syncd.
 
-Each runs on a free loopback port in a temporary directory and is stopped by its own pid (or, for
-PostgreSQL, `pg_ctl stop` on its own data directory). Binaries come from QSESS_MODULE_PATH,
-QSESS_SYNCD_PATH and QSESS_TEST_REDIS_SERVER (default redis-server); PostgreSQL from
-/usr/lib/postgresql/*/bin or PATH. PostgreSQL refuses to run as root, so as root it runs as the
-`postgres` user.
+Each runs on a free loopback port and is stopped by its own pid. Redis and PostgreSQL are started the way
+the benchmarks start them (bench/qsess_bench/servers.py), so the project has one launcher of each:
+PostgreSQL comes from the end-to-end harness's `qsess-pg-cluster` (QSESS_PG_CLUSTER_PATH, or built with
+cargo when unset), which as root runs it as the `postgres` user. The module and daemon come from
+QSESS_MODULE_PATH and QSESS_SYNCD_PATH, the server binary from QSESS_TEST_REDIS_SERVER (default
+redis-server).
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import pwd
 import shutil
 import socket
 import subprocess
@@ -20,11 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from qsess_bench.servers import Cluster, postgres_launcher, start_redis
 
 
 def _wait(check, what: str, timeout: float = 30.0, log: Path | None = None) -> None:
@@ -38,20 +35,6 @@ def _wait(check, what: str, timeout: float = 30.0, log: Path | None = None) -> N
         time.sleep(0.05)
     tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
     raise RuntimeError(f"{what} did not start in {timeout}s\n{tail}")
-
-
-def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if found:
-        return found[-1]
-    path = shutil.which(name)
-    if not path:
-        raise RuntimeError(f"PostgreSQL's {name} not found")
-    return path
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
 class Stack:
@@ -68,7 +51,7 @@ class Stack:
         self.pg_port = 0
         self.redis_proc: subprocess.Popen | None = None
         self.syncd_proc: subprocess.Popen | None = None
-        self.pg_data: Path | None = None
+        self.cluster: Cluster | None = None
 
     @property
     def redis_url(self) -> str:
@@ -93,24 +76,8 @@ class Stack:
     def _start_redis(self) -> None:
         if not self.module:
             raise RuntimeError("set QSESS_MODULE_PATH to the qsess module (libqsess.so)")
-        self.redis_port = free_port()
         log = self.dir / "redis.log"
-        argv = [
-            self.redis_bin,
-            "--port",
-            str(self.redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.dir),
-            "--loadmodule",
-            self.module,
-        ]
-        self.redis_proc = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        self.redis_proc, self.redis_port = start_redis(self.module, self.dir, server=self.redis_bin)
 
         def up() -> bool:
             if self.redis_proc.poll() is not None:
@@ -122,50 +89,11 @@ class Stack:
         _wait(up, "redis-server", log=log)
 
     def _start_postgres(self) -> None:
-        self.pg_port = free_port()
-        self.pg_data = self.dir / "pg"
-        log = self.dir / "postgres.log"
-        if os.geteuid() == 0:
-            pw = pwd.getpwnam("postgres")
-            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
-        subprocess.run(
-            _as_postgres(
-                [
-                    _pg_bin("initdb"),
-                    "-D",
-                    str(self.pg_data),
-                    "-A",
-                    "trust",
-                    "-U",
-                    "postgres",
-                    "--no-sync",
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        options = (
-            f"-p {self.pg_port} -k {self.dir} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        subprocess.run(
-            _as_postgres(
-                [
-                    _pg_bin("pg_ctl"),
-                    "-D",
-                    str(self.pg_data),
-                    "-o",
-                    options,
-                    "-l",
-                    str(log),
-                    "-w",
-                    "start",
-                ]
-            ),
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        launcher = postgres_launcher()
+        if not launcher:
+            raise RuntimeError("cargo did not build qsess-pg-cluster; set QSESS_PG_CLUSTER_PATH to it")
+        self.cluster = Cluster(launcher, "qsess tests")
+        self.pg_port = self.cluster.port
 
     def _start_syncd(self) -> None:
         if not self.syncd_bin:
@@ -210,18 +138,15 @@ class Stack:
                     proc.kill()
                     proc.wait()
         self.syncd_proc = self.redis_proc = None
-        if self.pg_data is not None and (self.pg_data / "postmaster.pid").exists():
-            subprocess.run(
-                _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.pg_data), "-m", "immediate", "-w", "stop"]),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        self.pg_data = None
+        if self.cluster is not None:
+            self.cluster.stop()
+        self.cluster = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def logs(self) -> str:
         out = []
-        for name in ("redis.log", "syncd.log", "postgres.log"):
+        # PostgreSQL's log stays in the launcher's own directory, which it deletes on stop.
+        for name in ("redis.log", "syncd.log"):
             path = self.dir / name
             if path.exists():
                 out.append(f"--- {name}\n{path.read_text(errors='replace')[-4000:]}")
