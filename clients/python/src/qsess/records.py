@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Callable
 
 
 def session_handle(session_id: str | bytes) -> str:
@@ -53,6 +53,45 @@ def _bytes(value: Any) -> bytes | None:
     return str(value).encode()
 
 
+def _text_or_empty(value: Any) -> str:
+    return _text(value) or ""
+
+
+def _bytes_or_empty(value: Any) -> bytes:
+    return _bytes(value) or b""
+
+
+def _int_or_zero(value: Any) -> int:
+    return _int(value) or 0
+
+
+# How each field of a record reply is parsed. Replies name their fields as the dataclasses below do;
+# text fields the server may leave out are None, times and counts default to 0.
+_FIELD_PARSERS = {
+    "handle": _text_or_empty,
+    "data": _bytes_or_empty,
+    **dict.fromkeys(("user", "ip", "ua", "device", "loc", "cc"), _text),
+    **dict.fromkeys(("created", "updated", "seen", "idle", "abs", "expires", "ver"), _int_or_zero),
+}
+
+
+# Each field of a record dataclass: its name, its key in a reply, and its parser.
+_FieldPlan = tuple[tuple[str, bytes, Callable[[Any], Any]], ...]
+
+
+def _field_plan(record_class: type) -> _FieldPlan:
+    """The plan of `record_class`, made once at import so that parsing a reply does no lookups by name."""
+    return tuple(
+        (field.name, field.name.encode(), _FIELD_PARSERS[field.name]) for field in fields(record_class)
+    )
+
+
+def _parsed_fields(plan: _FieldPlan, reply: Any) -> dict[str, Any]:
+    """A record reply (map or flat array) parsed as `plan` says, as the dataclass's keyword arguments."""
+    f = _pairs(reply)
+    return {name: parse(f.get(key)) for name, key, parse in plan}
+
+
 @dataclass(frozen=True)
 class SessionRecord:
     """A session as QSESS.GET / QSESS.PEEK return it. Times are ms since the Unix epoch."""
@@ -78,24 +117,7 @@ class SessionRecord:
         """Parse a record reply (map or flat array); None for a nil reply."""
         if reply is None:
             return None
-        f = _pairs(reply)
-        return cls(
-            handle=_text(f.get(b"handle")) or "",
-            data=_bytes(f.get(b"data")) or b"",
-            user=_text(f.get(b"user")),
-            ip=_text(f.get(b"ip")),
-            ua=_text(f.get(b"ua")),
-            device=_text(f.get(b"device")),
-            loc=_text(f.get(b"loc")),
-            cc=_text(f.get(b"cc")),
-            created=_int(f.get(b"created")) or 0,
-            updated=_int(f.get(b"updated")) or 0,
-            seen=_int(f.get(b"seen")) or 0,
-            idle=_int(f.get(b"idle")) or 0,
-            abs=_int(f.get(b"abs")) or 0,
-            expires=_int(f.get(b"expires")) or 0,
-            ver=_int(f.get(b"ver")) or 0,
-        )
+        return cls(**_parsed_fields(_SESSION_RECORD_FIELDS, reply))
 
 
 @dataclass(frozen=True)
@@ -114,15 +136,8 @@ class DeviceSession:
 
     @classmethod
     def from_reply(cls, reply: Any) -> DeviceSession:
-        f = _pairs(reply)
-        return cls(
-            handle=_text(f.get(b"handle")) or "",
-            ip=_text(f.get(b"ip")),
-            ua=_text(f.get(b"ua")),
-            device=_text(f.get(b"device")),
-            loc=_text(f.get(b"loc")),
-            cc=_text(f.get(b"cc")),
-            created=_int(f.get(b"created")) or 0,
-            seen=_int(f.get(b"seen")) or 0,
-            expires=_int(f.get(b"expires")) or 0,
-        )
+        return cls(**_parsed_fields(_DEVICE_SESSION_FIELDS, reply))
+
+
+_SESSION_RECORD_FIELDS = _field_plan(SessionRecord)
+_DEVICE_SESSION_FIELDS = _field_plan(DeviceSession)
