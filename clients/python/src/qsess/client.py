@@ -37,7 +37,7 @@ class QsessClient:
             raise translate(error) from None
 
     def set(self, sid: Bytes, **options: Any) -> int | None:
-        """QSESS.SET: the new version, or None when NX/XX did not hold. See `commands.set_args`."""
+        """QSESS.SET: the new version, or None when NX/XX did not hold (options: `session_option_words`)."""
         return self.execute(*c.set_args(sid, **options))
 
     def new(self, **options: Any) -> str:

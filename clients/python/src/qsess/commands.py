@@ -6,13 +6,12 @@ writes); it only spells the options so both clients send exactly the same comman
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 Bytes = Union[str, bytes]
 
 
-def set_args(
-    sid: Bytes,
+def session_option_words(
     *,
     data: Bytes | None = None,
     user: Bytes | None = None,
@@ -25,30 +24,9 @@ def set_args(
     xx: bool = False,
     limit: int | None = None,
 ) -> list:
-    """`QSESS.SET sid [DATA] [USER|ANON] [IP] [UA] [IDLE] [ABSOLUTE] [NX|XX] [LIMIT]`."""
-    return [
-        "QSESS.SET",
-        sid,
-        *_options(data, user, anon, ip, ua, idle_ms, absolute_ms, limit, nx, xx),
-    ]
-
-
-def new_args(
-    *,
-    data: Bytes | None = None,
-    user: Bytes | None = None,
-    anon: bool = False,
-    ip: str | None = None,
-    ua: str | None = None,
-    idle_ms: int | None = None,
-    absolute_ms: int | None = None,
-    limit: int | None = None,
-) -> list:
-    """`QSESS.NEW [DATA] [USER|ANON] [IP] [UA] [IDLE] [ABSOLUTE] [LIMIT]`."""
-    return ["QSESS.NEW", *_options(data, user, anon, ip, ua, idle_ms, absolute_ms, limit)]
-
-
-def _options(data, user, anon, ip, ua, idle_ms, absolute_ms, limit, nx=False, xx=False) -> list:
+    """The options QSESS.SET and QSESS.NEW share, as words: `[DATA] [USER|ANON] [IP] [UA] [IDLE]
+    [ABSOLUTE] [NX|XX] [LIMIT]`. The one list of them, so that both commands and both clients spell
+    every option the same way."""
     args: list = []
     if data is not None:
         args += ["DATA", data]
@@ -71,6 +49,20 @@ def _options(data, user, anon, ip, ua, idle_ms, absolute_ms, limit, nx=False, xx
     if limit is not None:
         args += ["LIMIT", int(limit)]
     return args
+
+
+def set_args(sid: Bytes, **options: Any) -> list:
+    """`QSESS.SET sid [options]`, the options as `session_option_words` takes them."""
+    return ["QSESS.SET", sid, *session_option_words(**options)]
+
+
+def new_args(**options: Any) -> list:
+    """`QSESS.NEW [options]`: those of `session_option_words` but NX and XX, which QSESS.NEW does not
+    take (the id it mints is always new)."""
+    refused = sorted({"nx", "xx"} & options.keys())
+    if refused:
+        raise TypeError(f"new_args() got an unexpected keyword argument {refused[0]!r}")
+    return ["QSESS.NEW", *session_option_words(**options)]
 
 
 def get_args(sid: Bytes, *, notouch: bool = False) -> list:
