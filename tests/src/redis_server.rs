@@ -15,6 +15,7 @@ use tempfile::TempDir;
 use crate::child_process::stop_child;
 use crate::module_build::module_path;
 use crate::ports::free_port;
+use crate::redis_cluster::free_cluster_port;
 
 /// Environment variable naming the `redis-server` binary to run (default: `redis-server` on `PATH`).
 pub const REDIS_SERVER_ENV: &str = "QSESS_TEST_REDIS_SERVER";
@@ -64,13 +65,21 @@ pub struct RedisServerBuilder {
     module_args: Vec<String>,
     server_args: Vec<String>,
     primary_port: Option<u16>,
+    /// Started with `--cluster-enabled yes`, on a port whose cluster bus port (+10000) is free too.
+    cluster_enabled: bool,
 }
 
 impl RedisServer {
     /// A builder for a server that loads the qsess module ([`module_path`]) with no module
     /// arguments and no extra server arguments.
     pub fn builder() -> RedisServerBuilder {
-        RedisServerBuilder { with_module: true, module_args: Vec::new(), server_args: Vec::new(), primary_port: None }
+        RedisServerBuilder {
+            with_module: true,
+            module_args: Vec::new(),
+            server_args: Vec::new(),
+            primary_port: None,
+            cluster_enabled: false,
+        }
     }
 
     /// The TCP port the server listens on (on 127.0.0.1).
@@ -86,6 +95,27 @@ impl RedisServer {
     /// The process id of the `redis-server` child.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Sends SIGKILL to the `redis-server` child, as a crash would: no shutdown, no goodbye to
+    /// replicas or cluster peers. Returns at once; the process is reaped when the server is dropped
+    /// (or restarted), and its port closes as soon as the kernel has ended it.
+    pub fn kill_with_sigkill(&self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Sends `signal` to the `redis-server` child without waiting or reaping.
+    pub(crate) fn signal(&self, signal: libc::c_int) {
+        // Only the `&mut self` methods (drop, restart_empty) reap the child, and restart_empty
+        // replaces it with a new, unreaped one, so while `&self` is held the pid still names our
+        // child (alive or a zombie) and cannot have been reused by another process.
+        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
+            return;
+        };
+        // SAFETY: kill(2) has no memory-safety preconditions; see above for why the pid is ours.
+        unsafe {
+            libc::kill(pid, signal);
+        }
     }
 
     /// The server's temporary working directory (`--dir`), deleted on drop.
@@ -264,6 +294,15 @@ impl RedisServerBuilder {
         self
     }
 
+    /// Starts the server as a Redis Cluster node (`--cluster-enabled yes`, its node table in
+    /// `nodes.conf` in its directory) on a port whose cluster bus port, port + 10000, is free too.
+    /// The node holds no slots until it is joined into a cluster; see
+    /// [`RedisCluster`](crate::RedisCluster).
+    pub fn cluster_enabled(mut self) -> Self {
+        self.cluster_enabled = true;
+        self
+    }
+
     /// Spawns the server and waits (up to 10 s) until it answers PING.
     ///
     /// If the chosen port turns out to be taken by another process, retries on a new port.
@@ -291,7 +330,7 @@ impl RedisServerBuilder {
     }
 
     fn try_start(&self, module: Option<&Path>) -> Result<RedisServer, StartFailure> {
-        let port = free_port();
+        let port = if self.cluster_enabled { free_cluster_port() } else { free_port() };
         let dir = tempfile::Builder::new()
             .prefix("qsess-redis-")
             .tempdir()
@@ -320,6 +359,9 @@ impl RedisServerBuilder {
             .args(["--repl-diskless-sync-delay", "0"]);
         if let Some(module) = module {
             command.arg("--loadmodule").arg(module).args(&self.module_args);
+        }
+        if self.cluster_enabled {
+            command.args(["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]);
         }
         if let Some(primary_port) = self.primary_port {
             command.args(["--replicaof", "127.0.0.1"]).arg(primary_port.to_string());
@@ -458,7 +500,7 @@ fn info_replication(con: &mut redis::Connection, port: u16) -> String {
 }
 
 /// The value of `field:value` in an `INFO` reply.
-fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
+pub(crate) fn info_field<'a>(info: &'a str, field: &str) -> Option<&'a str> {
     info.lines().find_map(|line| line.strip_prefix(field)?.strip_prefix(':')).map(str::trim)
 }
 
