@@ -8,7 +8,8 @@
 //! source), where half the slot's keys may not have arrived yet. So every derived key is checked
 //! against the slots this node serves *stably*: owned (or, on a replica, owned by its primary) and
 //! neither migrating nor importing. A slot in motion answers `TRYAGAIN`, which cluster clients retry,
-//! and nothing is written into a half-moved slot.
+//! and nothing is written into a half-moved slot. A key of a slot this node does not serve at all
+//! is a bug (the command's keys must share the slot Redis routed it by), answered with an error.
 //!
 //! The node's view comes from `CLUSTER NODES`, re-read when it is older than 100 ms: every command
 //! Redis routes here was already checked by Redis against its current view; the cache only has to
@@ -78,12 +79,20 @@ impl SlotSet {
     }
 }
 
-/// The slots served stably by the node `CLUSTER NODES` calls `myself`: its own slots, or its
-/// primary's when it is a replica, minus any slot it is migrating or importing.
-pub(crate) fn parse_cluster_nodes(text: &str) -> SlotSet {
+/// What `CLUSTER NODES` says about the node it calls `myself`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeView {
+    /// Served stably: its own slots, or its primary's when it is a replica, minus slots in motion.
+    pub(crate) served: SlotSet,
+    /// Being migrated away or imported (`[slot->-target]`, `[slot-<-source]`).
+    pub(crate) moving: SlotSet,
+}
+
+/// The view of the node `CLUSTER NODES` calls `myself`.
+pub(crate) fn parse_cluster_nodes(text: &str) -> NodeView {
     let lines: Vec<Vec<&str>> = text.lines().map(|line| line.split(' ').collect()).collect();
     let myself = lines.iter().find(|fields| fields.get(2).is_some_and(|flags| flags.split(',').any(|f| f == "myself")));
-    let Some(myself) = myself else { return SlotSet::empty() };
+    let Some(myself) = myself else { return NodeView { served: SlotSet::empty(), moving: SlotSet::empty() } };
     let is_replica = myself.get(2).is_some_and(|flags| flags.split(',').any(|f| f == "slave" || f == "replica"));
     let owner = if is_replica {
         let primary_id = myself.get(3).copied().unwrap_or("-");
@@ -92,6 +101,7 @@ pub(crate) fn parse_cluster_nodes(text: &str) -> SlotSet {
         Some(myself)
     };
     let mut served = SlotSet::empty();
+    let mut moving = SlotSet::empty();
     for field in owner.map(|fields| fields.iter().skip(8)).into_iter().flatten() {
         if let Some(range) = parse_slot_range(field) {
             for slot in range {
@@ -105,10 +115,11 @@ pub(crate) fn parse_cluster_nodes(text: &str) -> SlotSet {
             let slot = field.trim_start_matches('[').split('-').next().and_then(|text| text.parse::<u16>().ok());
             if let Some(slot) = slot {
                 served.set(slot, false);
+                moving.insert(slot);
             }
         }
     }
-    served
+    NodeView { served, moving }
 }
 
 fn parse_slot_range(field: &str) -> Option<std::ops::RangeInclusive<u16>> {
@@ -122,22 +133,26 @@ fn parse_slot_range(field: &str) -> Option<std::ops::RangeInclusive<u16>> {
 
 struct View {
     read_at: Instant,
-    served: SlotSet,
+    node: NodeView,
 }
 
 static VIEW: Mutex<Option<View>> = Mutex::new(None);
 
 /// Runs `use_view` on the current view of the slots this node serves, re-reading it when stale.
 pub(crate) fn with_served_slots<T>(ctx: &Context, use_view: impl FnOnce(&SlotSet) -> T) -> Result<T, CommandError> {
-    let mut view = VIEW.lock().map_err(|_| CommandError::Internal)?;
-    let fresh = view.as_ref().is_some_and(|view| view.read_at.elapsed() < VIEW_LIFETIME);
-    if !fresh {
-        *view = Some(View { read_at: Instant::now(), served: read_served_slots(ctx)? });
-    }
-    view.as_ref().map(|view| use_view(&view.served)).ok_or(CommandError::Internal)
+    with_node_view(ctx, false, |node| use_view(&node.served))
 }
 
-fn read_served_slots(ctx: &Context) -> Result<SlotSet, CommandError> {
+fn with_node_view<T>(ctx: &Context, reread: bool, use_view: impl FnOnce(&NodeView) -> T) -> Result<T, CommandError> {
+    let mut view = VIEW.lock().map_err(|_| CommandError::Internal)?;
+    let fresh = view.as_ref().is_some_and(|view| view.read_at.elapsed() < VIEW_LIFETIME);
+    if reread || !fresh {
+        *view = Some(View { read_at: Instant::now(), node: read_node_view(ctx)? });
+    }
+    view.as_ref().map(|view| use_view(&view.node)).ok_or(CommandError::Internal)
+}
+
+fn read_node_view(ctx: &Context) -> Result<NodeView, CommandError> {
     let reply = ctx.call("CLUSTER", &["NODES"]).map_err(|_| CommandError::Internal)?;
     let text = match reply {
         RedisValue::SimpleString(text) | RedisValue::BulkString(text) => text,
@@ -150,13 +165,21 @@ fn read_served_slots(ctx: &Context) -> Result<SlotSet, CommandError> {
     Ok(parse_cluster_nodes(&text))
 }
 
-/// Refuses with `TRYAGAIN` unless this node stably serves the slot of `key` (a key qsess derived).
+/// Refuses unless this node stably serves the slot of `key` (a key qsess derived): with `TRYAGAIN`
+/// while the slot is in motion, which clients retry, else (after reading the view again, in case
+/// the slot just arrived) with an error that names the slot: a key outside the command's slot is a
+/// bug that must be loud, never a write into a foreign slot.
 pub(crate) fn require_served_key(ctx: &Context, key: &[u8]) -> Result<(), CommandError> {
     let slot = key_slot(key);
-    if with_served_slots(ctx, |served| served.contains(slot))? {
-        Ok(())
-    } else {
-        Err(CommandError::SlotNotServed(slot))
+    let state = |node: &NodeView| (node.served.contains(slot), node.moving.contains(slot));
+    let (mut served, mut moving) = with_node_view(ctx, false, state)?;
+    if !served && !moving {
+        (served, moving) = with_node_view(ctx, true, state)?;
+    }
+    match (served, moving) {
+        (true, _) => Ok(()),
+        (false, true) => Err(CommandError::SlotInMotion(slot)),
+        (false, false) => Err(CommandError::SlotNotServed(slot)),
     }
 }
 
@@ -173,7 +196,8 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
 
     #[test]
     fn a_primary_serves_its_ranges_minus_slots_in_motion() {
-        let served = parse_cluster_nodes(PRIMARY_VIEW);
+        let NodeView { served, moving } = parse_cluster_nodes(PRIMARY_VIEW);
+        assert_eq!(moving.iter().collect::<Vec<_>>(), vec![42]);
         assert!(served.contains(0) && served.contains(5460) && served.contains(41));
         assert!(!served.contains(42), "a migrating slot is not served stably");
         assert!(!served.contains(5461));
@@ -183,16 +207,17 @@ e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0
     #[test]
     fn a_replica_serves_its_primary_slots_for_reads() {
         let replica_view = PRIMARY_VIEW.replace("myself,master", "master").replace("31004 slave", "31004 myself,slave");
-        let served = parse_cluster_nodes(&replica_view);
+        let served = parse_cluster_nodes(&replica_view).served;
         assert!(served.contains(0) && !served.contains(42) && !served.contains(6000));
     }
 
     #[test]
     fn an_importing_slot_is_not_served_and_single_slots_parse() {
         let view = "abc 127.0.0.1:1@2 myself,master - 0 0 1 connected 7 100-101 [7-<-def]\n";
-        let served = parse_cluster_nodes(view);
+        let NodeView { served, moving } = parse_cluster_nodes(view);
+        assert!(moving.contains(7));
         assert_eq!(served.iter().collect::<Vec<_>>(), vec![100, 101]);
         assert_eq!(served.nth_wrapping(3), Some(101));
-        assert_eq!(parse_cluster_nodes("").len(), 0);
+        assert_eq!(parse_cluster_nodes("").served.len(), 0);
     }
 }

@@ -42,7 +42,9 @@ pub(crate) enum CommandError {
     IdsInSeveralSlots { command: &'static str },
     #[error("on a cluster QSESS.NEW takes USER <uid> as its first option, so that cluster clients route it to the user's node")]
     NewUserNotFirst,
-    #[error("hash slot {0} is moving to or from this node, or is not served here; retry shortly")]
+    #[error("hash slot {0} is moving to or from this node; retry shortly")]
+    SlotInMotion(u16),
+    #[error("hash slot {0} is not served by this node, yet this command's keys are in it; this is a bug in qsess, please report it")]
     SlotNotServed(u16),
     #[error("this node serves no hash slot yet, so it cannot mint an anonymous session; send QSESS.NEW to a primary that serves slots")]
     NoSlotServed,
@@ -120,7 +122,7 @@ impl CommandError {
             }
             CommandError::OutOfMemoryForAbsentId => RedisError::String(format!("OOM {self}")),
             // Cluster clients retry a TRYAGAIN after a short wait, as they do for Redis's own.
-            CommandError::SlotNotServed(_) => RedisError::String(format!("TRYAGAIN {self}")),
+            CommandError::SlotInMotion(_) => RedisError::String(format!("TRYAGAIN {self}")),
             other => RedisError::String(format!("ERR {other}")),
         }
     }

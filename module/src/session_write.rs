@@ -2,6 +2,7 @@
 //! (ACL, condition, tombstone, bucket, the per-user cap), then every effect, `LIMIT` included.
 
 use crate::access::{Caller, KeyAccess};
+use crate::bucket::Buckets;
 use crate::effects::{Effects, EndingSession};
 use crate::error::CommandError;
 use crate::geo;
@@ -23,6 +24,12 @@ pub(crate) fn write_session(
 ) -> Result<Option<u64>, CommandError> {
     let ctx = effects.ctx;
     let buckets = keyspace().buckets;
+    // Before any key is touched: on a cluster the user's keys are on another node when this fails.
+    if let Some(Owner::User(user_id)) = options.owner {
+        if buckets.of_user(user_id) != address.bucket {
+            return Err(owner_bucket_error(buckets, address.bucket, buckets.of_user(user_id)));
+        }
+    }
     let caller = Caller::of(ctx);
     caller.require_session(address, KeyAccess::Write)?;
     if let Some(Owner::User(user_id)) = options.owner {
@@ -54,11 +61,8 @@ pub(crate) fn write_session(
         };
         if let Some(user_id) = record.user {
             let user_bucket = buckets.of_user(user_id);
-            if user_bucket != address.bucket && buckets.is_cluster() {
-                return Err(CommandError::SessionOutsideUserSlot);
-            }
             if user_bucket != address.bucket {
-                return Err(CommandError::WrongBucket { session_bucket: address.bucket, user_bucket });
+                return Err(owner_bucket_error(buckets, address.bucket, user_bucket));
             }
         }
         if options.limit.is_some() && record.user.is_none() {
@@ -191,4 +195,13 @@ fn enforce_limit(
         effects.end_session(&ending, Some(index), stream, DeleteReason::Limit)?;
     }
     Ok(())
+}
+
+/// A session must live in its owner's bucket (on a cluster: hash slot).
+pub(crate) fn owner_bucket_error(buckets: Buckets, session_bucket: u32, user_bucket: u32) -> CommandError {
+    if buckets.is_cluster() {
+        CommandError::SessionOutsideUserSlot
+    } else {
+        CommandError::WrongBucket { session_bucket, user_bucket }
+    }
 }

@@ -3,6 +3,7 @@
 mod access_control;
 mod byuser;
 mod change_stream;
+mod cluster_commands;
 mod cluster_harness;
 mod command_fuzz;
 mod geo_fixtures;

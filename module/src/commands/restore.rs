@@ -14,6 +14,7 @@ use crate::limits::{MAX_TIMEOUT_MS, MAX_VERSION};
 use crate::miss_tracker;
 use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
+use crate::session_write::owner_bucket_error;
 use crate::settings::keyspace;
 use crate::waiter_signals;
 use qsess_record::{Handle, SessionRecord};
@@ -89,6 +90,13 @@ fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8
     let Some(expires_ms) = record.expires_ms().filter(|expires_ms| *expires_ms > effects.now_ms) else {
         return Ok(Outcome::Expired);
     };
+    // Before the owner's keys are read: on a cluster they would be in another slot.
+    if let Some(user_id) = record.user {
+        let user_bucket = keyspace().buckets.of_user(user_id);
+        if user_bucket != address.bucket {
+            return Err(owner_bucket_error(keyspace().buckets, address.bucket, user_bucket));
+        }
+    }
     if session_lookup::is_tombstoned(ctx, address)? {
         return Ok(Outcome::Revoked);
     }
@@ -96,15 +104,6 @@ fn restore_record(effects: &Effects<'_>, address: &SessionAddress, payload: &[u8
         // Leave a tombstone too: the id stays refused, and the waiters wake through it.
         effects.write_tombstone(address.bucket, &address.handle, record.version + 1, Some(expires_ms))?;
         return Ok(Outcome::Revoked);
-    }
-    if let Some(user_id) = record.user {
-        let user_bucket = keyspace().buckets.of_user(user_id);
-        if user_bucket != address.bucket && keyspace().buckets.is_cluster() {
-            return Err(CommandError::SessionOutsideUserSlot);
-        }
-        if user_bucket != address.bucket {
-            return Err(CommandError::WrongBucket { session_bucket: address.bucket, user_bucket });
-        }
     }
     let key = session_lookup::open_session_writable(ctx, address)?;
     if let Some(held) = live_record(&key, effects.now_ms)?.filter(|held| held.version >= record.version) {
