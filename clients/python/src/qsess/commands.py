@@ -24,16 +24,17 @@ def session_option_words(
     xx: bool = False,
     limit: int | None = None,
 ) -> list:
-    """The options QSESS.SET and QSESS.NEW share, as words: `[DATA] [USER|ANON] [IP] [UA] [IDLE]
+    """The options QSESS.SET and QSESS.NEW share, as words: `[USER|ANON] [DATA] [IP] [UA] [IDLE]
     [ABSOLUTE] [NX|XX] [LIMIT]`. The one list of them, so that both commands and both clients spell
-    every option the same way."""
+    every option the same way. `USER` comes first because on Redis Cluster QSESS.NEW is routed by
+    its second word, which must then be the uid."""
     args: list = []
-    if data is not None:
-        args += ["DATA", data]
     if user is not None:
         args += ["USER", user]
     if anon:
         args.append("ANON")
+    if data is not None:
+        args += ["DATA", data]
     if ip is not None:
         args += ["IP", ip]
     if ua is not None:
