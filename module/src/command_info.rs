@@ -16,6 +16,7 @@ use std::ffi::CString;
 use std::mem::size_of;
 
 /// One command's registration data: name, flags and the information Redis shows in `COMMAND INFO/DOCS`.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct CommandSpec {
     pub(crate) name: &'static str,
     pub(crate) flags: &'static str,
@@ -34,187 +35,115 @@ pub(crate) struct CommandSpec {
     pub(crate) complexity: &'static str,
 }
 
-pub(crate) const SET: CommandSpec = CommandSpec {
-    name: "qsess.set",
-    flags: "write deny-oom no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write slow",
-    arity: -2,
-    summary: "Creates or updates a session and its owner's index; replies the new version",
-    complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
-};
+impl CommandSpec {
+    /// A command clients route by the argument at `position` (a `NOT_KEY` key spec).
+    const fn routed_by(position: i32, name: &'static str, flags: &'static str) -> CommandSpec {
+        CommandSpec { routing_argument: Some(position), ..CommandSpec::unrouted(name, flags) }
+    }
 
-pub(crate) const NEW: CommandSpec = CommandSpec {
-    name: "qsess.new",
-    flags: "write deny-oom no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(2),
-    acl_categories: "write slow",
-    arity: -1,
-    summary: "Mints a session id, creates the session and replies the id",
-    complexity: "O(log N) where N is the owner's session count; O(N) with LIMIT",
-};
+    /// A command with no routing argument: it runs on the node it is sent to.
+    const fn unrouted(name: &'static str, flags: &'static str) -> CommandSpec {
+        CommandSpec {
+            name,
+            flags,
+            first_key: 0,
+            last_key: 0,
+            key_step: 0,
+            routing_argument: None,
+            acl_categories: "",
+            arity: 0,
+            summary: "",
+            complexity: "",
+        }
+    }
 
-pub(crate) const GET: CommandSpec = CommandSpec {
-    name: "qsess.get",
-    flags: "write fast blocking no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write fast",
-    arity: -2,
-    summary: "Replies a session's record and counts the read as activity (unless NOTOUCH)",
-    complexity: "O(log N) where N is the owner's session count",
-};
+    const fn acl(self, acl_categories: &'static str, arity: i32) -> CommandSpec {
+        CommandSpec { acl_categories, arity, ..self }
+    }
 
-pub(crate) const PEEK: CommandSpec = CommandSpec {
-    name: "qsess.peek",
-    flags: "fast no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "read fast",
-    arity: 2,
-    summary: "Replies a session's record without counting as activity; works on replicas",
-    complexity: "O(1)",
-};
+    const fn documented(self, summary: &'static str, complexity: &'static str) -> CommandSpec {
+        CommandSpec { summary, complexity, ..self }
+    }
+}
 
-pub(crate) const TOUCH: CommandSpec = CommandSpec {
-    name: "qsess.touch",
-    flags: "write fast no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write fast",
-    arity: 2,
-    summary: "Counts as activity on a session without reading it; replies 1 if it is live",
-    complexity: "O(log N) where N is the owner's session count",
-};
+pub(crate) const SET: CommandSpec =
+    CommandSpec::routed_by(1, "qsess.set", "write deny-oom no-monitor no-slowlog").acl("write slow", -2).documented(
+        "Creates or updates a session and its owner's index; replies the new version",
+        "O(log N) where N is the owner's session count; O(N) with LIMIT",
+    );
 
-pub(crate) const ROTATE: CommandSpec = CommandSpec {
-    name: "qsess.rotate",
-    flags: "write deny-oom fast no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write fast",
-    arity: 3,
-    summary: "Moves a session to a new id atomically; the old id is revoked",
-    complexity: "O(log N) where N is the owner's session count",
-};
+pub(crate) const NEW: CommandSpec =
+    CommandSpec::routed_by(2, "qsess.new", "write deny-oom no-monitor no-slowlog").acl("write slow", -1).documented(
+        "Mints a session id, creates the session and replies the id",
+        "O(log N) where N is the owner's session count; O(N) with LIMIT",
+    );
 
-pub(crate) const DEL: CommandSpec = CommandSpec {
-    name: "qsess.del",
-    flags: "write fast no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write fast",
-    arity: -2,
-    summary: "Ends sessions (log out); replies how many existed",
-    complexity: "O(K log N) for K ids",
-};
+pub(crate) const GET: CommandSpec = CommandSpec::routed_by(1, "qsess.get", "write fast blocking no-monitor no-slowlog")
+    .acl("write fast", -2)
+    .documented(
+        "Replies a session's record and counts the read as activity (unless NOTOUCH)",
+        "O(log N) where N is the owner's session count",
+    );
 
-pub(crate) const BYUSER: CommandSpec = CommandSpec {
-    name: "qsess.byuser",
-    flags: "blocking",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "read slow",
-    arity: -2,
-    summary: "Lists a user's live sessions by handle, or with their metadata",
-    complexity: "O(N) where N is the user's session count",
-};
+pub(crate) const PEEK: CommandSpec = CommandSpec::routed_by(1, "qsess.peek", "fast no-monitor no-slowlog")
+    .acl("read fast", 2)
+    .documented("Replies a session's record without counting as activity; works on replicas", "O(1)");
 
-pub(crate) const REVOKEUSER: CommandSpec = CommandSpec {
-    name: "qsess.revokeuser",
-    flags: "write no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write slow",
-    arity: -2,
-    summary: "Ends all of a user's sessions, optionally all but one; replies the count",
-    complexity: "O(N) where N is the user's session count",
-};
+pub(crate) const TOUCH: CommandSpec =
+    CommandSpec::routed_by(1, "qsess.touch", "write fast no-monitor no-slowlog").acl("write fast", 2).documented(
+        "Counts as activity on a session without reading it; replies 1 if it is live",
+        "O(log N) where N is the owner's session count",
+    );
 
-pub(crate) const REVOKE: CommandSpec = CommandSpec {
-    name: "qsess.revoke",
-    flags: "write",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "write slow",
-    arity: -3,
-    summary: "Ends chosen sessions of a user by handle; replies the count",
-    complexity: "O(K log N) for K handles",
-};
+pub(crate) const ROTATE: CommandSpec =
+    CommandSpec::routed_by(1, "qsess.rotate", "write deny-oom fast no-monitor no-slowlog")
+        .acl("write fast", 3)
+        .documented(
+            "Moves a session to a new id atomically; the old id is revoked",
+            "O(log N) where N is the owner's session count",
+        );
 
-pub(crate) const RESTORE: CommandSpec = CommandSpec {
-    name: "qsess.restore",
-    flags: "write deny-oom admin fast no-monitor no-slowlog",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "admin dangerous fast",
-    arity: 4,
-    summary: "Internal, for qsess-syncd: restores a session from the mirror and wakes its waiters",
-    complexity: "O(log N) where N is the owner's session count",
-};
+pub(crate) const DEL: CommandSpec = CommandSpec::routed_by(1, "qsess.del", "write fast no-monitor no-slowlog")
+    .acl("write fast", -2)
+    .documented("Ends sessions (log out); replies how many existed", "O(K log N) for K ids");
 
-pub(crate) const RESTOREUSER: CommandSpec = CommandSpec {
-    name: "qsess.restoreuser",
-    flags: "write admin fast",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: Some(1),
-    acl_categories: "admin dangerous fast",
-    arity: 3,
-    summary: "Internal, for qsess-syncd: a user's sessions were reloaded; wakes QSESS.BYUSER waiters",
-    complexity: "O(1)",
-};
+pub(crate) const BYUSER: CommandSpec =
+    CommandSpec::routed_by(1, "qsess.byuser", "blocking").acl("read slow", -2).documented(
+        "Lists a user's live sessions by handle, or with their metadata",
+        "O(N) where N is the user's session count",
+    );
 
-pub(crate) const LOADER: CommandSpec = CommandSpec {
-    name: "qsess.loader",
-    flags: "admin fast",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: None,
-    acl_categories: "admin dangerous fast",
-    arity: 2,
-    summary: "Internal, for qsess-syncd: attaches as the loader for a lease in ms (0 detaches)",
-    complexity: "O(1)",
-};
+pub(crate) const REVOKEUSER: CommandSpec =
+    CommandSpec::routed_by(1, "qsess.revokeuser", "write no-monitor no-slowlog").acl("write slow", -2).documented(
+        "Ends all of a user's sessions, optionally all but one; replies the count",
+        "O(N) where N is the user's session count",
+    );
 
-pub(crate) const STREAMS: CommandSpec = CommandSpec {
-    name: "qsess.streams",
-    flags: "admin fast",
-    first_key: 0,
-    last_key: 0,
-    key_step: 0,
-    routing_argument: None,
-    acl_categories: "admin dangerous fast",
-    arity: -1,
-    summary: "Internal, for qsess-syncd: the buckets whose streams got entries since the last call (or all with ALL)",
-    complexity: "O(1), O(S) with ALL for the S slots or buckets this node serves",
-};
+pub(crate) const REVOKE: CommandSpec = CommandSpec::routed_by(1, "qsess.revoke", "write")
+    .acl("write slow", -3)
+    .documented("Ends chosen sessions of a user by handle; replies the count", "O(K log N) for K handles");
+
+pub(crate) const RESTORE: CommandSpec =
+    CommandSpec::routed_by(1, "qsess.restore", "write deny-oom admin fast no-monitor no-slowlog")
+        .acl("admin dangerous fast", 4)
+        .documented(
+            "Internal, for qsess-syncd: restores a session from the mirror and wakes its waiters",
+            "O(log N) where N is the owner's session count",
+        );
+
+pub(crate) const RESTOREUSER: CommandSpec = CommandSpec::routed_by(1, "qsess.restoreuser", "write admin fast")
+    .acl("admin dangerous fast", 3)
+    .documented("Internal, for qsess-syncd: a user's sessions were reloaded; wakes QSESS.BYUSER waiters", "O(1)");
+
+pub(crate) const LOADER: CommandSpec = CommandSpec::unrouted("qsess.loader", "admin fast")
+    .acl("admin dangerous fast", 2)
+    .documented("Internal, for qsess-syncd: attaches as the loader for a lease in ms (0 detaches)", "O(1)");
+
+pub(crate) const STREAMS: CommandSpec =
+    CommandSpec::unrouted("qsess.streams", "admin fast").acl("admin dangerous fast", -1).documented(
+        "Internal, for qsess-syncd: the buckets whose streams got entries since the last call (or all with ALL)",
+        "O(1), O(S) with ALL for the S slots or buckets this node serves",
+    );
 
 /// Every command. Flags are truthful: reads that may slide the expiry are `write`; only commands that
 /// grow memory are `deny-oom`, so logging out and revoking keep working under `maxmemory`; commands

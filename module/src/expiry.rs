@@ -32,22 +32,9 @@ pub(crate) fn tombstone_ttl_ms(expires_ms: Option<u64>, settings: &Settings, now
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_ip::IpMode;
-    use crate::settings::UaMode;
 
     fn settings(granularity: u64) -> Settings {
-        Settings {
-            idle_timeout_ms: 1_800_000,
-            absolute_timeout_ms: 86_400_000,
-            touch_granularity_ms: granularity,
-            tombstone_ttl_ms: 3_600_000,
-            max_data_bytes: 65_536,
-            miss_timeout_ms: 250,
-            negative_cache_ms: 5_000,
-            max_sessions_per_user: 500,
-            ip_mode: IpMode::Full,
-            ua_mode: UaMode::Full,
-        }
+        Settings { touch_granularity_ms: granularity, tombstone_ttl_ms: 3_600_000, ..Settings::defaults() }
     }
 
     fn record(seen_ms: u64, idle_ms: u64) -> SessionRecord<'static> {

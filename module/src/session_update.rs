@@ -182,18 +182,8 @@ mod tests {
     static NOTHING: Found = Found { place: None, device: None };
 
     fn settings() -> Settings {
-        Settings {
-            idle_timeout_ms: 1_800_000,
-            absolute_timeout_ms: 86_400_000,
-            touch_granularity_ms: 60_000,
-            tombstone_ttl_ms: 86_400_000,
-            max_data_bytes: 65_536,
-            miss_timeout_ms: 250,
-            negative_cache_ms: 5_000,
-            max_sessions_per_user: 500,
-            ip_mode: IpMode::Full,
-            ua_mode: UaMode::Full,
-        }
+        // The documented defaults: 30 min idle, one day absolute, 1 min touch granularity.
+        Settings::defaults()
     }
 
     #[test]

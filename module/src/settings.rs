@@ -276,6 +276,24 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
+    /// Every setting at its documented default, for unit tests of the logic that reads them.
+    #[cfg(test)]
+    pub(crate) fn defaults() -> Settings {
+        let default = |setting: &NumericSetting| setting.default as u64;
+        Settings {
+            idle_timeout_ms: default(&IDLE_TIMEOUT),
+            absolute_timeout_ms: default(&ABSOLUTE_TIMEOUT),
+            touch_granularity_ms: default(&TOUCH_GRANULARITY),
+            tombstone_ttl_ms: default(&TOMBSTONE_TTL),
+            max_data_bytes: default(&MAX_DATA_BYTES),
+            miss_timeout_ms: default(&MISS_TIMEOUT),
+            negative_cache_ms: default(&NEGATIVE_CACHE),
+            max_sessions_per_user: default(&MAX_SESSIONS_PER_USER),
+            ip_mode: IpMode::Full,
+            ua_mode: UaMode::Full,
+        }
+    }
+
     pub(crate) fn current() -> Settings {
         let read = |setting: &NumericSetting| setting.value.load(Ordering::Relaxed).max(0) as u64;
         Settings {
