@@ -52,7 +52,11 @@ impl Error {
                     || error.is_connection_dropped()
                     || error.is_connection_refusal()
                     || error.is_timeout()
-                    || matches!(error.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "BUSY" | "UNBLOCKED"))
+                    // TRYAGAIN and CLUSTERDOWN: a cluster node mid-migration or mid-failover.
+                    || matches!(
+                        error.code(),
+                        Some("LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN" | "BUSY" | "UNBLOCKED")
+                    )
             }
             Error::Postgres(error) => postgres_error_is_retryable(error),
             Error::Migration(_) => false,

@@ -8,13 +8,22 @@ mod embedded {
     refinery::embed_migrations!("../sql");
 }
 
-/// Applies every migration not yet applied; returns how many ran. Idempotent.
+/// The advisory lock that makes daemons starting together migrate one at a time ("qsess" in ASCII).
+const MIGRATION_LOCK: i64 = 0x0071_7365_7373;
+
+/// Applies every migration not yet applied; returns how many ran. Idempotent, and safe to run from
+/// several daemons at once (one per Redis Cluster node start together): they take turns.
 pub async fn migrate(database_url: &str) -> Result<usize, Error> {
     let mut client = mirror_sink::connect(database_url).await?;
+    // Held by this session until it ends (the connection closes with `client`), so a failed run cannot
+    // leave it taken. Without it two daemons race to create the same schema and tables, and the loser
+    // fails with "already exists".
+    client.execute("select pg_advisory_lock($1)", &[&MIGRATION_LOCK]).await?;
     // Keep refinery's bookkeeping inside our schema, next to the tables it describes.
     client.batch_execute("create schema if not exists qsess").await?;
     let report =
         embedded::migrations::runner().set_migration_table_name("qsess.schema_history").run_async(&mut client).await?;
+    client.execute("select pg_advisory_unlock($1)", &[&MIGRATION_LOCK]).await?;
     for migration in report.applied_migrations() {
         tracing::info!(version = migration.version(), name = migration.name(), "applied migration");
     }

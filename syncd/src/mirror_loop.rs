@@ -13,8 +13,32 @@ use crate::shutdown::Shutdown;
 use crate::stream_entry::{EntryId, StreamEntry};
 use crate::stream_source::{ChangeStreams, READ_BLOCK};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// Where the mirror loop reads changes and acknowledges them: every bucket's stream of a standalone
+/// server ([`ChangeStreams`]), or the per-slot streams of one cluster node
+/// ([`ClusterStreams`](crate::cluster_streams::ClusterStreams)). An entry's `stream` is its bucket,
+/// and [`stream_names`](Self::stream_names) names the stream of every bucket.
+pub trait ChangeSource: Send + 'static {
+    /// Up to `max` entries: this consumer's pending ones first, then new ones, waiting up to `block`
+    /// for the first when given.
+    fn read(
+        &mut self,
+        max: usize,
+        block: Option<Duration>,
+    ) -> impl Future<Output = Result<Vec<StreamEntry>, Error>> + Send;
+    /// Acknowledges entries whose changes Postgres committed.
+    fn ack(&mut self, entries: &[StreamEntry]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Trims below what is acknowledged and not pending; `newest_acknowledged` is indexed by bucket.
+    fn trim(&mut self, newest_acknowledged: &[Option<EntryId>]) -> impl Future<Output = Result<(), Error>> + Send;
+    /// Forgets the connection after an error; the next call reconnects and re-reads pending entries.
+    fn reset(&mut self);
+    /// The name of every bucket's stream, indexed by bucket.
+    fn stream_names(&self) -> Arc<[String]>;
+}
 
 /// How often acknowledged entries are trimmed away: often enough that the stream stays small, rarely
 /// enough that trimming costs nothing next to the batches.
@@ -31,22 +55,26 @@ const READ_AHEAD_BATCHES: usize = 2;
 /// only after its own commit.
 pub const COMMIT_CONNECTIONS: usize = 2;
 
+/// Mirrors a standalone server's change streams until shutdown.
 pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
     let client = crate::stream_source::open_client(config.redis_url.as_str())?;
+    let streams = || ChangeStreams::new(client.clone(), &config.group, &config.consumer);
+    run_with(config, shutdown, streams(), streams).await
+}
+
+/// The mirror loop over any [`ChangeSource`]: `reader` reads, and `more_sources` makes the handles
+/// that acknowledge and trim, so that they never wait behind a read.
+pub async fn run_with<Source: ChangeSource>(
+    config: &RunConfig,
+    shutdown: Shutdown,
+    reader: Source,
+    mut more_sources: impl FnMut() -> Source,
+) -> Result<(), Error> {
     let (batches, mut read_batches) = mpsc::channel::<ReadBatch>(READ_AHEAD_BATCHES);
-    let reader = tokio::spawn(read_continuously(
-        config.clone(),
-        ChangeStreams::new(client.clone(), &config.group, &config.consumer),
-        shutdown,
-        batches,
-    ));
-    // Handles on the streams for acknowledging and trimming, so they never wait behind a blocking read.
-    let mut trimmer = ChangeStreams::new(client.clone(), &config.group, &config.consumer);
-    let mut idle_slots: Vec<CommitSlot> = (0..COMMIT_CONNECTIONS)
-        .map(|_| CommitSlot {
-            mirror: Mirror::new(&config.database_url),
-            acknowledger: ChangeStreams::new(client.clone(), &config.group, &config.consumer),
-        })
+    let reader = tokio::spawn(read_continuously(config.clone(), reader, shutdown, batches));
+    let mut trimmer = more_sources();
+    let mut idle_slots: Vec<CommitSlot<Source>> = (0..COMMIT_CONNECTIONS)
+        .map(|_| CommitSlot { mirror: Mirror::new(&config.database_url), acknowledger: more_sources() })
         .collect();
     let mut in_flight = FuturesUnordered::new();
     let mut reading = true;
@@ -121,17 +149,17 @@ pub async fn run(config: &RunConfig, shutdown: Shutdown) -> Result<(), Error> {
 }
 
 /// A Postgres connection and a Redis handle that commit and acknowledge one batch at a time.
-struct CommitSlot {
+struct CommitSlot<Source> {
     mirror: Mirror,
-    acknowledger: ChangeStreams,
+    acknowledger: Source,
 }
 
 /// Commits a batch, then acknowledges it; gives the slot back with the batch and how long it took.
-async fn commit_and_acknowledge(
+async fn commit_and_acknowledge<Source: ChangeSource>(
     config: &RunConfig,
-    mut slot: CommitSlot,
+    mut slot: CommitSlot<Source>,
     read: ReadBatch,
-) -> (CommitSlot, ReadBatch, Result<Duration, Error>) {
+) -> (CommitSlot<Source>, ReadBatch, Result<Duration, Error>) {
     let started = Instant::now();
     let result = match commit(config, &mut slot.mirror, &read.stream_names, &read.batch).await {
         Ok(()) => acknowledge(config, &mut slot.acknowledger, &read.batch.entries).await,
@@ -144,13 +172,13 @@ async fn commit_and_acknowledge(
 /// refer to. The reader folds, so folding one batch overlaps committing the one before.
 struct ReadBatch {
     batch: FoldedBatch,
-    stream_names: Vec<String>,
+    stream_names: Arc<[String]>,
 }
 
 /// Reads batches until shutdown, handing each to the committer; the channel's bound is the read-ahead.
-async fn read_continuously(
+async fn read_continuously<Source: ChangeSource>(
     config: RunConfig,
-    mut streams: ChangeStreams,
+    mut streams: Source,
     mut shutdown: Shutdown,
     batches: mpsc::Sender<ReadBatch>,
 ) -> Result<(), Error> {
@@ -159,7 +187,7 @@ async fn read_continuously(
         if entries.is_empty() {
             continue;
         }
-        let stream_names = streams.keys().to_vec();
+        let stream_names = streams.stream_names();
         let batch = FoldedBatch::fold(entries);
         if batches.send(ReadBatch { batch, stream_names }).await.is_err() {
             // The committer stopped on an error; what was read stays pending for the next start.
@@ -179,9 +207,9 @@ fn record_lag(entries: &[StreamEntry]) {
 
 /// Fills a batch up to the size limit, waiting at most `max_wait` after its first entry.
 /// `None` when shutdown was requested before anything was read.
-async fn read_batch(
+async fn read_batch<Source: ChangeSource>(
     config: &RunConfig,
-    streams: &mut ChangeStreams,
+    streams: &mut Source,
     shutdown: &mut Shutdown,
 ) -> Result<Option<Vec<StreamEntry>>, Error> {
     let mut entries: Vec<StreamEntry> = Vec::new();
@@ -251,11 +279,15 @@ async fn commit(
     Ok(())
 }
 
-async fn acknowledge(config: &RunConfig, streams: &mut ChangeStreams, entries: &[StreamEntry]) -> Result<(), Error> {
+async fn acknowledge<Source: ChangeSource>(
+    config: &RunConfig,
+    streams: &mut Source,
+    entries: &[StreamEntry],
+) -> Result<(), Error> {
     retry::retry_through_shutdown(
         &config.retry,
         streams,
-        async |streams: &mut ChangeStreams| streams.ack(entries).await,
+        async |streams: &mut Source| streams.ack(entries).await,
         |streams, error, attempt| {
             streams.reset();
             metrics::counter!("qsess_syncd_retries_total", "target" => "redis").increment(1);

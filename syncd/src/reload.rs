@@ -10,14 +10,17 @@
 //! (rate-limited, never with an id) and skipped, and every pipeline reply is read on its own, so one
 //! refusal neither hides the others' answers nor restarts the loader.
 
+use crate::cluster_node::ErrorClass;
 use crate::config::RetryConfig;
 use crate::error::Error;
 use crate::mirror_sink;
+pub use crate::reload_refusals::Refusal;
+pub(crate) use crate::reload_refusals::{server_error_text, Refusals};
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::stream_entry::EntryId;
 use crate::stream_source::{self, Layout};
-use qsess_record::{Handle, SessionRecord};
+use qsess_record::{BucketTags, Handle, SessionRecord};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use std::collections::HashMap;
@@ -26,18 +29,18 @@ use std::time::{Duration, Instant};
 
 /// The lease the loader asks for, and how often it renews it: a dead loader stops holding clients
 /// within three seconds, and a live one renews three times per lease.
-const LEASE: Duration = Duration::from_secs(3);
-const RENEW_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const LEASE: Duration = Duration::from_secs(3);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(1);
 /// How long the loader must hold the lease before its reconnect backoff starts afresh.
-const HEALTHY_AFTER: Duration = LEASE;
+pub(crate) const HEALTHY_AFTER: Duration = LEASE;
 /// How long one read of the miss streams waits.
-const READ_BLOCK: Duration = Duration::from_millis(100);
+pub(crate) const READ_BLOCK: Duration = Duration::from_millis(100);
 /// Most misses answered with one query.
-const MAX_BATCH: usize = 500;
+pub(crate) const MAX_BATCH: usize = 500;
 
 // One primary-key probe per requested handle, whatever plan Postgres caches for the prepared
 // statement: `handle = any($1)` on the table let a cached generic plan walk a whole index instead.
-const SELECT_SESSIONS: &str = "
+pub(crate) const SELECT_SESSIONS: &str = "
 select s.handle, s.user_id, s.data, s.ip, s.user_agent, s.location, s.country,
        (extract(epoch from s.created_at) * 1000)::int8, (extract(epoch from s.updated_at) * 1000)::int8,
        (extract(epoch from s.last_seen) * 1000)::int8,
@@ -58,81 +61,35 @@ where s.user_id = $1 and s.ended_at is null and s.expires_at > now()";
 /// The longest user id the module accepts (`MAX_USER_ID_BYTES` in the module): a longer one in a
 /// request cannot name a user, so it is refused before Postgres is asked.
 const MAX_USER_ID_BYTES: usize = 256;
-/// How often a refusal of the same kind is logged as a warning; in between they are counted (the
-/// metric counts every one) and logged at debug, so a flood of bad messages cannot flood the log.
-const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Why the loader skipped a request or a restore, the `reason` label of
-/// `qsess_syncd_reload_refused_total`. None of them stops the loader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Refusal {
-    /// A `reload-user` message that is not `<bucket> <uid>` with a bucket the server has and a
-    /// non-empty UTF-8 uid of at most 256 bytes without NUL.
-    MalformedRequest,
-    /// Postgres refused the lookup of a requested user for good (not a lost connection).
-    QueryRefused,
-    /// A mirrored row that cannot be turned into a record.
-    UnrestorableRow,
-    /// The module answered `QSESS.RESTORE` with an error.
-    RestoreRefused,
-    /// The module answered `QSESS.RESTOREUSER` with an error.
-    RestoreUserRefused,
-}
-
-impl Refusal {
-    pub fn label(self) -> &'static str {
-        match self {
-            Refusal::MalformedRequest => "malformed_request",
-            Refusal::QueryRefused => "query_refused",
-            Refusal::UnrestorableRow => "unrestorable_row",
-            Refusal::RestoreRefused => "restore_refused",
-            Refusal::RestoreUserRefused => "restoreuser_refused",
-        }
-    }
-}
-
-/// Counts every refusal and logs it, as a warning at most once per [`WARN_EVERY`] per reason.
-#[derive(Debug, Default)]
-struct Refusals {
-    /// Per reason: when it was last logged as a warning, and how many came since.
-    last_warned: HashMap<Refusal, (Option<Instant>, u64)>,
-}
-
-impl Refusals {
-    /// `detail` must never hold a session id or a user id: it says what was wrong, not with what.
-    fn record(&mut self, refusal: Refusal, detail: &str) {
-        metrics::counter!("qsess_syncd_reload_refused_total", "reason" => refusal.label()).increment(1);
-        let now = Instant::now();
-        let entry = self.last_warned.entry(refusal).or_insert((None, 0));
-        entry.1 += 1;
-        if entry.0.is_none_or(|warned| now.duration_since(warned) >= WARN_EVERY) {
-            tracing::warn!(
-                reason = refusal.label(),
-                count = entry.1,
-                detail,
-                "the loader skipped a request it cannot answer; it carries on"
-            );
-            *entry = (Some(now), 0);
-        } else {
-            tracing::debug!(reason = refusal.label(), detail, "the loader skipped a request it cannot answer");
-        }
-    }
-}
-
-/// A `reload-user` payload, `<bucket> <uid>`, checked against what the module and the mirror accept.
+/// A standalone server's `reload-user` payload, `<bucket> <uid>`, checked against what the module and
+/// the mirror accept.
 pub fn parse_user_request(payload: &[u8], buckets: u32) -> Result<(u32, &str), &'static str> {
+    parse_tagged_user_request(payload, BucketTags::Decimal, buckets)
+}
+
+/// A `reload-user` payload, `<bucket tag> <uid>`: the decimal bucket on a standalone server, the slot
+/// tag on a cluster (`BucketTags::bucket_of_tag`, so only a tag qsess writes names a bucket).
+pub fn parse_tagged_user_request(payload: &[u8], tags: BucketTags, buckets: u32) -> Result<(u32, &str), &'static str> {
     let Some(space) = payload.iter().position(|&byte| byte == b' ') else {
         return Err("expected \"<bucket> <uid>\"");
     };
     let (bucket, user_id) = (&payload[..space], &payload[space + 1..]);
-    let bucket = std::str::from_utf8(bucket)
-        .ok()
-        .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
-        .and_then(|text| text.parse::<u32>().ok())
-        .ok_or("expected a decimal bucket number before the space")?;
-    if bucket >= buckets {
-        return Err("the bucket is not one the server has");
-    }
+    let bucket = match tags {
+        BucketTags::Decimal => {
+            let bucket = std::str::from_utf8(bucket)
+                .ok()
+                .filter(|text| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+                .and_then(|text| text.parse::<u32>().ok())
+                .ok_or("expected a decimal bucket number before the space")?;
+            if bucket >= buckets {
+                return Err("the bucket is not one the server has");
+            }
+            bucket
+        }
+        BucketTags::ClusterSlot => {
+            tags.bucket_of_tag(bucket, buckets).ok_or("expected the hash tag of a slot before the space")?
+        }
+    };
     if user_id.is_empty() || user_id.len() > MAX_USER_ID_BYTES {
         return Err("expected a uid of 1 to 256 bytes");
     }
@@ -150,25 +107,35 @@ pub fn parse_user_request(payload: &[u8], buckets: u32) -> Result<(u32, &str), &
 ///
 /// Anyone allowed to publish on the channel can send anything, so a bad message, a row the module
 /// refuses or a uid Postgres refuses is counted and skipped: only a lost connection ends the task.
-async fn answer_user_requests(
+///
+/// On a cluster the module's publish reaches every node, so every primary's daemon hears every
+/// request: it answers those of the slots its own node serves, and drops the others quietly (a
+/// `MOVED`/`ASK` is "not this node's slot", not a refusal: the daemon beside the owner answers).
+pub(crate) async fn answer_user_requests(
     mut pubsub: redis::aio::PubSub,
     mut connection: MultiplexedConnection,
     database_url: String,
-    buckets: u32,
+    layout: Layout,
 ) -> Result<(), Error> {
     use futures_util::StreamExt;
     let postgres = mirror_sink::connect(&database_url).await?;
     let select = postgres.prepare(SELECT_USER_SESSIONS).await?;
     let mut refusals = Refusals::default();
+    let tags = layout.key_names().bucket_tags();
     let mut messages = pubsub.on_message();
     while let Some(message) = messages.next().await {
-        let (bucket, user_id) = match parse_user_request(message.get_payload_bytes(), buckets) {
+        let (bucket, user_id) = match parse_tagged_user_request(message.get_payload_bytes(), tags, layout.buckets) {
             Ok(request) => request,
             Err(detail) => {
                 refusals.record(Refusal::MalformedRequest, detail);
                 continue;
             }
         };
+        let tag = layout.bucket_tag(bucket);
+        if layout.cluster && !serves_slot_of(&mut connection, &layout, bucket).await? {
+            tracing::debug!("a user reload for a slot another node serves; its daemon answers it");
+            continue;
+        }
         let rows = match postgres.query(&select, &[&user_id]).await {
             Ok(rows) => rows,
             Err(error) if crate::error::postgres_error_is_retryable(&error) => return Err(error.into()),
@@ -184,16 +151,20 @@ async fn answer_user_requests(
         for row in &rows {
             match record_from_row(row) {
                 Ok((handle, record)) => {
-                    pipeline.cmd("QSESS.RESTORE").arg(bucket).arg(handle).arg(record);
+                    pipeline.cmd("QSESS.RESTORE").arg(&tag).arg(handle).arg(record);
                     restores += 1;
                 }
                 Err(error) => refusals.record(Refusal::UnrestorableRow, &crate::error::chain(&error)),
             }
         }
-        pipeline.cmd("QSESS.RESTOREUSER").arg(bucket).arg(user_id);
+        pipeline.cmd("QSESS.RESTOREUSER").arg(&tag).arg(user_id);
         let replies: Vec<Value> = pipeline.query_async(&mut connection).await?;
         for (index, reply) in replies.iter().enumerate() {
             if let Value::ServerError(error) = reply {
+                if layout.cluster && ErrorClass::of(error).is_elsewhere_or_later() {
+                    tracing::debug!(error = %server_error_text(error), "the slot left this node during a user reload");
+                    continue;
+                }
                 let refusal = if index < restores { Refusal::RestoreRefused } else { Refusal::RestoreUserRefused };
                 refusals.record(refusal, &server_error_text(error));
             }
@@ -204,16 +175,18 @@ async fn answer_user_requests(
     Err(Error::UnexpectedReply("the reload-user subscription ended".to_owned()))
 }
 
-/// The module's error reply, code and message, for a log line (qsess's errors never echo ids).
-fn server_error_text(error: &redis::ServerError) -> String {
-    match error.details() {
-        Some(details) => format!("{} {details}", error.code()),
-        None => error.code().to_owned(),
-    }
+/// Whether this node serves the slot of `bucket`, asked with the cheapest keyed command the daemon may
+/// send (`XLEN` of the slot's miss stream): a `MOVED`/`ASK` means another node does, and its daemon
+/// answers. Spares a Postgres query per request on every node but one.
+async fn serves_slot_of(connection: &mut MultiplexedConnection, layout: &Layout, bucket: u32) -> Result<bool, Error> {
+    let mut probe = redis::pipe();
+    probe.ignore_errors().cmd("XLEN").arg(layout.miss_stream(bucket));
+    let replies: Vec<Value> = probe.query_async(connection).await?;
+    Ok(replies.first().and_then(ErrorClass::of_reply) != Some(ErrorClass::SlotElsewhere))
 }
 
 /// Stops the user-request task when the miss loop ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<Result<(), Error>>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<Result<(), Error>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -275,7 +248,7 @@ async fn serve(
         pubsub,
         connection.clone(),
         database_url.to_owned(),
-        layout.buckets,
+        layout.clone(),
     )));
     attach(&mut connection).await?;
     let attached = Instant::now();
@@ -299,47 +272,61 @@ async fn serve(
         if misses.is_empty() {
             continue;
         }
-        let started = Instant::now();
-        let handles: Vec<String> = misses.iter().map(|(_, handle)| handle.as_str().to_owned()).collect();
-        let rows = postgres.query(&select, &[&handles]).await?;
-        let mut found: HashMap<String, Vec<u8>> = HashMap::with_capacity(rows.len());
-        for row in rows {
-            match record_from_row(&row) {
-                Ok((handle, record)) => {
-                    found.insert(handle, record);
-                }
-                Err(error) => tracing::warn!(error = %crate::error::chain(&error), "a mirrored row cannot be restored"),
-            }
-        }
-        let mut pipeline = redis::pipe();
-        // Every miss is answered on its own: a refused restore must not leave the others waiting.
-        pipeline.ignore_errors();
-        for (bucket, handle) in &misses {
-            let command = pipeline.cmd("QSESS.RESTORE").arg(*bucket).arg(handle.as_str());
-            match found.get(handle.as_str()) {
-                Some(record) => command.arg(record.as_slice()),
-                None => command.arg("NOTFOUND"),
-            };
-        }
-        let outcomes: Vec<Value> = pipeline.query_async(&mut connection).await?;
-        answer_refused_misses(&mut connection, &misses, &outcomes, &mut refusals).await?;
-        let restored = outcomes
-            .iter()
-            .filter(|outcome| matches!(outcome, Value::SimpleString(text) if text == "RESTORED"))
-            .count();
-        metrics::counter!("qsess_syncd_reloads_total", "outcome" => "restored").increment(restored as u64);
-        metrics::counter!("qsess_syncd_reloads_total", "outcome" => "other")
-            .increment((misses.len() - restored) as u64);
-        metrics::histogram!("qsess_syncd_reload_seconds").record(started.elapsed().as_secs_f64());
-        tracing::debug!(misses = misses.len(), restored, "answered misses");
+        answer_misses(&mut connection, &postgres, &select, &layout, &misses, &mut refusals).await?;
     }
     Ok(())
 }
 
+/// Answers a batch of misses, `(bucket, handle)`: one `SELECT` of their live rows, then one
+/// `QSESS.RESTORE` per miss (the record, or `NOTFOUND`) in one pipeline.
+pub(crate) async fn answer_misses(
+    connection: &mut MultiplexedConnection,
+    postgres: &tokio_postgres::Client,
+    select: &tokio_postgres::Statement,
+    layout: &Layout,
+    misses: &[(u32, Handle)],
+    refusals: &mut Refusals,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    let handles: Vec<String> = misses.iter().map(|(_, handle)| handle.as_str().to_owned()).collect();
+    let rows = postgres.query(select, &[&handles]).await?;
+    let mut found: HashMap<String, Vec<u8>> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        match record_from_row(&row) {
+            Ok((handle, record)) => {
+                found.insert(handle, record);
+            }
+            Err(error) => tracing::warn!(error = %crate::error::chain(&error), "a mirrored row cannot be restored"),
+        }
+    }
+    let mut pipeline = redis::pipe();
+    // Every miss is answered on its own: a refused restore must not leave the others waiting.
+    pipeline.ignore_errors();
+    for (bucket, handle) in misses {
+        let command = pipeline.cmd("QSESS.RESTORE").arg(layout.bucket_tag(*bucket)).arg(handle.as_str());
+        match found.get(handle.as_str()) {
+            Some(record) => command.arg(record.as_slice()),
+            None => command.arg("NOTFOUND"),
+        };
+    }
+    let outcomes: Vec<Value> = pipeline.query_async(connection).await?;
+    answer_refused_misses(connection, layout, misses, &outcomes, refusals).await?;
+    let restored =
+        outcomes.iter().filter(|outcome| matches!(outcome, Value::SimpleString(text) if text == "RESTORED")).count();
+    metrics::counter!("qsess_syncd_reloads_total", "outcome" => "restored").increment(restored as u64);
+    metrics::counter!("qsess_syncd_reloads_total", "outcome" => "other").increment((misses.len() - restored) as u64);
+    metrics::histogram!("qsess_syncd_reload_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(misses = misses.len(), restored, "answered misses");
+    Ok(())
+}
+
 /// Wakes the clients waiting for misses whose restore the module refused (a mirrored record it cannot
-/// take) with a nil answer, instead of leaving them to their timeout.
+/// take) with a nil answer, instead of leaving them to their timeout. On a cluster, a restore answered
+/// `MOVED`/`ASK` (the slot left this node since the miss was read) or `TRYAGAIN` is no refusal: the
+/// waiting client's timeout answers it.
 async fn answer_refused_misses(
     connection: &mut MultiplexedConnection,
+    layout: &Layout,
     misses: &[(u32, Handle)],
     outcomes: &[Value],
     refusals: &mut Refusals,
@@ -349,8 +336,12 @@ async fn answer_refused_misses(
     let mut refused = 0;
     for ((bucket, handle), outcome) in misses.iter().zip(outcomes) {
         if let Value::ServerError(error) = outcome {
+            if layout.cluster && ErrorClass::of(error).is_elsewhere_or_later() {
+                tracing::debug!(error = %server_error_text(error), "the slot left this node before its miss was answered");
+                continue;
+            }
             refusals.record(Refusal::RestoreRefused, &server_error_text(error));
-            pipeline.cmd("QSESS.RESTORE").arg(*bucket).arg(handle.as_str()).arg("NOTFOUND").ignore();
+            pipeline.cmd("QSESS.RESTORE").arg(layout.bucket_tag(*bucket)).arg(handle.as_str()).arg("NOTFOUND").ignore();
             refused += 1;
         }
     }
@@ -377,7 +368,7 @@ async fn newest_entry_id(connection: &mut MultiplexedConnection, key: &str) -> R
     Ok(id.unwrap_or_else(|| "0-0".to_owned()))
 }
 
-async fn attach(connection: &mut MultiplexedConnection) -> Result<(), Error> {
+pub(crate) async fn attach(connection: &mut MultiplexedConnection) -> Result<(), Error> {
     redis::cmd("QSESS.LOADER").arg(LEASE.as_millis() as u64).query_async::<()>(connection).await?;
     Ok(())
 }
@@ -418,7 +409,7 @@ async fn read_misses(
 }
 
 /// A mirrored row as the module's record encoding.
-fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<u8>), Error> {
+pub(crate) fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<u8>), Error> {
     let handle: String = row.try_get(0)?;
     let user_id: Option<String> = row.try_get(1)?;
     let data: Vec<u8> = row.try_get(2)?;

@@ -6,9 +6,10 @@
 
 use crate::error::Error;
 use crate::stream_entry::{EntryId, StreamEntry};
-use qsess_record::KeyNames;
+use qsess_record::{KeyNames, SLOT_COUNT};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long a blocking read waits before returning empty, so shutdown is noticed promptly.
@@ -18,13 +19,26 @@ pub const READ_BLOCK: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     pub prefix: String,
+    /// `qsess.buckets` on a standalone server; on a cluster every hash slot is a bucket (16384).
     pub buckets: u32,
+    /// The server runs Redis Cluster: buckets are hash slots, tagged with `qsess_record::slot_tag`.
+    pub cluster: bool,
 }
 
 impl Layout {
     /// The module's key names under this prefix (`qsess_record::KeyNames`, the one key scheme).
     pub fn key_names(&self) -> KeyNames {
-        KeyNames::new(&self.prefix)
+        if self.cluster {
+            KeyNames::for_cluster(&self.prefix)
+        } else {
+            KeyNames::new(&self.prefix)
+        }
+    }
+
+    /// How requests to the loader name `bucket` (`QSESS.RESTORE`, `reload-user`): its decimal number on
+    /// a standalone server, its slot tag on a cluster.
+    pub fn bucket_tag(&self, bucket: u32) -> String {
+        self.key_names().bucket_tag(bucket).into_owned()
     }
 
     pub fn change_stream(&self, bucket: u32) -> String {
@@ -44,14 +58,23 @@ impl Layout {
         text_of_name(self.key_names().user_reload_channel())
     }
 
-    /// Reads `qsess.prefix` and `qsess.buckets` from the server.
+    /// Reads `qsess.prefix`, `qsess.buckets` and whether the server runs Redis Cluster. On a cluster
+    /// `qsess.buckets` still answers 1 and means nothing: the buckets are the hash slots.
     pub async fn read(connection: &mut MultiplexedConnection) -> Result<Layout, Error> {
         let prefix = config_value(connection, "qsess.prefix").await?;
+        if crate::cluster_node::is_cluster_node(connection).await? {
+            return Ok(Layout { prefix, buckets: u32::from(SLOT_COUNT), cluster: true });
+        }
         let buckets = config_value(connection, "qsess.buckets").await?;
         let buckets = buckets
             .parse()
             .map_err(|_| Error::UnexpectedReply(format!("qsess.buckets is '{buckets}', not a number")))?;
-        Ok(Layout { prefix, buckets })
+        Ok(Layout { prefix, buckets, cluster: false })
+    }
+
+    /// Every bucket's change stream, indexed by bucket: what a [`StreamEntry`]'s `stream` names.
+    pub fn change_streams(&self) -> Arc<[String]> {
+        (0..self.buckets).map(|bucket| self.change_stream(bucket)).collect()
     }
 }
 
@@ -92,7 +115,7 @@ pub struct ChangeStreams {
     client: redis::Client,
     connection: Option<MultiplexedConnection>,
     layout: Option<Layout>,
-    keys: Vec<String>,
+    keys: Arc<[String]>,
     group: String,
     consumer: String,
     /// Per stream, while draining this consumer's pending entries: the last id read so far.
@@ -105,7 +128,7 @@ impl ChangeStreams {
             client,
             connection: None,
             layout: None,
-            keys: Vec::new(),
+            keys: Arc::from(Vec::new()),
             group: group.to_owned(),
             consumer: consumer.to_owned(),
             pending_cursor: Vec::new(),
@@ -114,6 +137,11 @@ impl ChangeStreams {
 
     pub fn keys(&self) -> &[String] {
         &self.keys
+    }
+
+    /// Every bucket's change stream, indexed by bucket (what entries' `stream` refers to).
+    pub fn stream_names(&self) -> Arc<[String]> {
+        self.keys.clone()
     }
 
     /// Forgets the connection after an error; the next call reconnects and re-reads pending entries.
@@ -133,7 +161,7 @@ impl ChangeStreams {
                 self.layout
             )));
         }
-        self.keys = (0..layout.buckets).map(|bucket| layout.change_stream(bucket)).collect();
+        self.keys = layout.change_streams();
         self.layout = Some(layout);
         self.ensure_groups(&mut connection).await?;
         self.pending_cursor = vec![Some(EntryId { ms: 0, seq: 0 }); self.keys.len()];
@@ -145,7 +173,7 @@ impl ChangeStreams {
     /// missing group means a fresh deployment or a Redis that lost its data, and in both cases every
     /// entry still in the stream is unmirrored.
     async fn ensure_groups(&self, connection: &mut MultiplexedConnection) -> Result<(), Error> {
-        for key in &self.keys {
+        for key in self.keys.iter() {
             let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
                 .arg("CREATE")
                 .arg(key)
@@ -177,8 +205,8 @@ impl ChangeStreams {
             if let Some(block) = block {
                 command.arg("BLOCK").arg(block.as_millis() as u64);
             }
-            command.arg("STREAMS").arg(&self.keys);
-            for _ in &self.keys {
+            command.arg("STREAMS").arg(&*self.keys);
+            for _ in self.keys.iter() {
                 command.arg(">");
             }
             (0..self.keys.len()).collect()
@@ -270,6 +298,28 @@ impl ChangeStreams {
     }
 }
 
+impl crate::mirror_loop::ChangeSource for ChangeStreams {
+    async fn read(&mut self, max: usize, block: Option<Duration>) -> Result<Vec<StreamEntry>, Error> {
+        ChangeStreams::read(self, max, block).await
+    }
+
+    async fn ack(&mut self, entries: &[StreamEntry]) -> Result<(), Error> {
+        ChangeStreams::ack(self, entries).await
+    }
+
+    async fn trim(&mut self, newest_acknowledged: &[Option<EntryId>]) -> Result<(), Error> {
+        ChangeStreams::trim(self, newest_acknowledged).await
+    }
+
+    fn reset(&mut self) {
+        ChangeStreams::reset(self)
+    }
+
+    fn stream_names(&self) -> Arc<[String]> {
+        ChangeStreams::stream_names(self)
+    }
+}
+
 /// The oldest entry delivered to the group but not acknowledged, if any.
 pub async fn oldest_pending(
     connection: &mut MultiplexedConnection,
@@ -277,16 +327,21 @@ pub async fn oldest_pending(
     group: &str,
 ) -> Result<Option<EntryId>, Error> {
     let summary: Value = redis::cmd("XPENDING").arg(key).arg(group).query_async(connection).await?;
+    Ok(oldest_in_pending_summary(&summary))
+}
+
+/// The oldest pending id of an `XPENDING <key> <group>` summary (`[count, min, max, consumers]`).
+pub(crate) fn oldest_in_pending_summary(summary: &Value) -> Option<EntryId> {
     match summary {
         Value::Array(items) => match items.as_slice() {
-            [Value::Int(count), minimum, ..] if *count > 0 => Ok(bulk_text(minimum).and_then(|id| EntryId::parse(&id))),
-            _ => Ok(None),
+            [Value::Int(count), minimum, ..] if *count > 0 => bulk_text(minimum).and_then(|id| EntryId::parse(&id)),
+            _ => None,
         },
-        _ => Ok(None),
+        _ => None,
     }
 }
 
-fn bulk_text(value: &Value) -> Option<String> {
+pub(crate) fn bulk_text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
         Value::SimpleString(text) => Some(text.clone()),
@@ -365,97 +420,23 @@ mod tests {
 
     #[test]
     fn layout_names_match_the_module() {
-        let layout = Layout { prefix: "qs".into(), buckets: 2 };
+        let layout = Layout { prefix: "qs".into(), buckets: 2, cluster: false };
         assert_eq!(layout.change_stream(1), "qs:{1}:chg");
         assert_eq!(layout.session_pattern(0), "qs:{0}:s:*");
         assert_eq!(layout.miss_stream(1), "qs:{1}:miss");
         assert_eq!(layout.user_reload_channel(), "qs:reload-user");
+        assert_eq!(layout.bucket_tag(1), "1");
     }
-}
 
-/// Unmirrored entries and the age of the oldest, over every stream, for the metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-pub struct Backlog {
-    pub entries: u64,
-    pub oldest_age_seconds: f64,
-}
-
-/// Measures the backlog: pending entries plus entries after the group's last delivered id.
-pub async fn backlog(connection: &mut MultiplexedConnection, keys: &[String], group: &str) -> Result<Backlog, Error> {
-    let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
-    let mut backlog = Backlog::default();
-    let mut oldest: Option<EntryId> = None;
-    for key in keys {
-        let groups: Value = match redis::cmd("XINFO").arg("GROUPS").arg(key).query_async(connection).await {
-            Ok(groups) => groups,
-            Err(error) if error.code() == Some("ERR") => continue,
-            Err(error) => return Err(error.into()),
-        };
-        let Some(info) = group_info(&groups, group) else { continue };
-        let pending = info.pending;
-        let lag = match info.lag {
-            Some(lag) => lag,
-            None => redis::cmd("XLEN").arg(key).query_async(connection).await?,
-        };
-        backlog.entries += pending + lag;
-        let first_unmirrored = if pending > 0 {
-            oldest_pending(connection, key, group).await?
-        } else if lag > 0 {
-            let after: Value = redis::cmd("XRANGE")
-                .arg(key)
-                .arg(format!("({}", info.last_delivered))
-                .arg("+")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(connection)
-                .await?;
-            match after {
-                Value::Array(items) => items.first().and_then(|entry| match entry {
-                    Value::Array(parts) => parts.first().and_then(bulk_text).and_then(|id| EntryId::parse(&id)),
-                    _ => None,
-                }),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        oldest = match (oldest, first_unmirrored) {
-            (Some(known), Some(found)) => Some(known.min(found)),
-            (known, found) => known.or(found),
-        };
+    #[test]
+    fn cluster_layout_names_are_the_slots() {
+        let layout = Layout { prefix: "qs".into(), buckets: u32::from(SLOT_COUNT), cluster: true };
+        let tag = qsess_record::slot_tag(12_182);
+        assert_eq!(layout.change_stream(12_182), format!("qs:{{{tag}}}:chg"));
+        assert_eq!(layout.miss_stream(12_182), format!("qs:{{{tag}}}:miss"));
+        assert_eq!(layout.bucket_tag(12_182), tag);
+        let names = layout.change_streams();
+        assert_eq!(names.len(), usize::from(SLOT_COUNT));
+        assert_eq!(qsess_record::key_slot(names[7].as_bytes()), 7, "a stream sits in its own slot");
     }
-    backlog.oldest_age_seconds = oldest.map_or(0.0, |id| now_ms.saturating_sub(id.ms) as f64 / 1000.0);
-    Ok(backlog)
-}
-
-struct GroupInfo {
-    pending: u64,
-    lag: Option<u64>,
-    last_delivered: String,
-}
-
-fn group_info(groups: &Value, group: &str) -> Option<GroupInfo> {
-    let Value::Array(groups) = groups else { return None };
-    groups.iter().find_map(|entry| {
-        let pairs: Vec<(String, &Value)> = match entry {
-            Value::Array(items) => {
-                items.chunks(2).filter_map(|pair| Some((bulk_text(pair.first()?)?, pair.get(1)?))).collect()
-            }
-            Value::Map(items) => items.iter().filter_map(|(name, value)| Some((bulk_text(name)?, value))).collect(),
-            _ => return None,
-        };
-        let field = |name: &str| pairs.iter().find(|(field, _)| field == name).map(|(_, value)| *value);
-        if field("name").and_then(bulk_text)? != group {
-            return None;
-        }
-        let number = |value: Option<&Value>| match value {
-            Some(Value::Int(number)) => u64::try_from(*number).ok(),
-            _ => None,
-        };
-        Some(GroupInfo {
-            pending: number(field("pending")).unwrap_or(0),
-            lag: number(field("lag")),
-            last_delivered: field("last-delivered-id").and_then(bulk_text).unwrap_or_else(|| "0-0".to_owned()),
-        })
-    })
 }
