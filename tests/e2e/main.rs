@@ -5,6 +5,7 @@ mod byuser;
 mod change_stream;
 mod cluster_commands;
 mod cluster_harness;
+mod cluster_mirror;
 mod command_fuzz;
 mod geo_fixtures;
 mod geo_locations;
