@@ -174,7 +174,8 @@ impl ClusterStreams {
                 let created = replies.next().ok_or(Error::Internal("a pipeline reply is missing"))?;
                 let group_ok = match &created {
                     Value::Okay | Value::SimpleString(_) => {
-                        tracing::info!(stream = %self.name(usize::from(slot))?, group = %self.group, "created consumer group");
+                        // Debug, not info: a cluster has a stream per slot in use, thousands of them.
+                        tracing::debug!(stream = %self.name(usize::from(slot))?, group = %self.group, "created consumer group");
                         metrics::counter!("qsess_syncd_consumer_groups_created_total").increment(1);
                         true
                     }
