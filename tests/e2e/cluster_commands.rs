@@ -214,3 +214,57 @@ fn a_replica_answers_peek_and_byuser_for_its_primary_slots() {
     let refused = redis::cmd("QSESS.GET").arg(&session_id).query::<Value>(&mut replica_con).unwrap_err();
     assert_eq!(refused.code(), Some("MOVED"), "a replica sends writes to its primary: {refused}");
 }
+
+/// README's application recipe plus what a cluster client needs to find its way (README, Running on
+/// Redis Cluster): the slot map, the command table, the `ASKING`/`READONLY` redirections, and the
+/// `PING` the `redis` crate's cluster client checks each node with.
+const CLUSTER_APP_RECIPE: &[&str] = &[
+    "on",
+    ">cluster-app-password",
+    "resetkeys",
+    "~qs:*",
+    "resetchannels",
+    "-@all",
+    "+qsess.set",
+    "+qsess.new",
+    "+qsess.get",
+    "+qsess.peek",
+    "+qsess.touch",
+    "+qsess.rotate",
+    "+qsess.del",
+    "+qsess.byuser",
+    "+qsess.revokeuser",
+    "+qsess.revoke",
+    "+cluster|slots",
+    "+cluster|shards",
+    "+command",
+    "+asking",
+    "+readonly",
+    "+ping",
+];
+
+#[test]
+fn the_application_recipe_with_the_cluster_grants_works_and_still_cannot_restore() {
+    let cluster = cluster();
+    for node in cluster.live_nodes() {
+        let mut admin = node.connection();
+        let mut words = vec!["ACL", "SETUSER", "app"];
+        words.extend_from_slice(CLUSTER_APP_RECIPE);
+        let mut command = redis::cmd(words[0]);
+        command.arg(&words[1..]);
+        let _: () = command.query(&mut admin).unwrap();
+    }
+    let client = redis::cluster::ClusterClientBuilder::new(cluster.urls())
+        .username("app".to_owned())
+        .password("cluster-app-password".to_owned())
+        .build()
+        .unwrap();
+    let mut con = client.get_connection().unwrap();
+    let session_id = text(query(&mut con, &["QSESS.NEW", "USER", "acl-user", "DATA", "d"]).unwrap());
+    assert_ne!(query(&mut con, &["QSESS.GET", &session_id]).unwrap(), Value::Nil);
+    assert_eq!(handles_of(query(&mut con, &["QSESS.BYUSER", "acl-user"]).unwrap()).len(), 1);
+    let tag = slot_tag(key_slot(b"acl-user"));
+    let error = error_of(query(&mut con, &["QSESS.RESTOREUSER", tag, "acl-user"]));
+    assert!(error.contains("NOPERM") || error.contains("permission"), "{error}");
+    assert_eq!(query(&mut con, &["QSESS.REVOKEUSER", "acl-user"]).unwrap(), Value::Int(1));
+}

@@ -47,6 +47,8 @@ const SYNCD_ACL_RULES: &[&str] = &[
     "+qsess.restore",
     "+qsess.restoreuser",
     "+qsess.loader",
+    "+qsess.streams",
+    "+role",
 ];
 
 /// Malformed `reload-user` payloads: an empty uid (the finding's `"0 "`), no separator, no bucket, a
