@@ -8,6 +8,10 @@ Subcommands:
   resp-module-set ...    write a RESP file of QSESS.SET commands (prefill / memory load)
   resp-lua-set ...       write a RESP file of EVALSHA commands running bench/session_write.lua
   resp-module-touch ...  write a RESP file of QSESS.TOUCH commands
+  bench-command TEST DATA_SIZE SCRIPT=SHA...
+                         print the redis-benchmark arguments of one test (qsess_bench/commands.py), NUL-ended
+  round-order ROUND TEST...
+                         print the tests in the order that round runs them (qsess first in odd rounds)
   rps                    read redis-benchmark --csv output on stdin, print the last test's requests/s
   info FIELD...          read INFO output on stdin, print the named fields' values (one a line)
   cpu-seconds            read INFO cpu output on stdin, print redis-server's CPU seconds: user+sys, then sys
@@ -18,22 +22,23 @@ Subcommands:
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import json
-import random
 import statistics
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
-from qsess_bench.resp import encode as resp
+from qsess_bench.commands import (
+    benchmark_command,
+    payload,
+    requests_per_second,
+    resp_lua_set,
+    resp_module_set,
+    resp_module_touch,
+)
 from qsess_bench.servers import free_port
-from qsess_bench.stats import per_round_ratios
+from qsess_bench.stats import in_round_order, per_round_ratios
 from qsess_bench.workload import IP, USER_AGENT
-
-IDLE_MS = 1_800_000
-ABSOLUTE_MS = 86_400_000
 
 
 def cdylib() -> None:
@@ -58,69 +63,14 @@ def cdylib() -> None:
     print(paths[0])
 
 
-def payload(size: int) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    rng = random.Random(20240601)
-    return "".join(rng.choice(alphabet) for _ in range(size))
-
-
-def sid(i: int, name: str = "sid") -> str:
-    # The same shape redis-benchmark gives sid:__rand_int__ (12 digits).
-    return f"{name}:{i:012d}"
-
-
-def uid(i: int, name: str = "user") -> str:
-    return f"{name}:{i:012d}"
-
-
-def write_resp_file(path: str, commands: Iterable[tuple[str, ...]]) -> None:
-    """Writes each command, RESP-encoded, into `path`: a file `redis-cli --pipe` loads."""
-    with open(path, "wb") as out:
-        for command in commands:
-            out.write(resp(*command))
-
-
-def resp_module_set(
-    path: str, count: int, per_user: int, data_size: int, sid_name: str = "sid", uid_name: str = "user"
-) -> None:
-    data = payload(data_size)
-
-    def qsess_set(i: int) -> tuple[str, ...]:
-        user = uid(i // per_user, uid_name)
-        return ("QSESS.SET", sid(i, sid_name), "DATA", data, "USER", user, "IP", IP, "UA", USER_AGENT)
-
-    write_resp_file(path, map(qsess_set, range(count)))
-
-
-def resp_lua_set(
-    path: str,
-    count: int,
-    per_user: int,
-    data_size: int,
-    sha: str,
-    prefix: str,
-    sid_name: str = "sid",
-    uid_name: str = "user",
-) -> None:
-    data = payload(data_size)
-
-    def evalsha_session_write(i: int) -> tuple[str, ...]:
-        # session_write.lua's KEYS (record, owner index, change stream), then its ARGV: data, ip, ua, idle, absolute.
-        keys = (f"{prefix}:s:{sid(i, sid_name)}", f"{prefix}:u:{uid(i // per_user, uid_name)}", f"{prefix}:chg")
-        return ("EVALSHA", sha, "3", *keys, data, IP, USER_AGENT, str(IDLE_MS), str(ABSOLUTE_MS))
-
-    write_resp_file(path, map(evalsha_session_write, range(count)))
-
-
-def resp_module_touch(path: str, count: int) -> None:
-    write_resp_file(path, (("QSESS.TOUCH", sid(i)) for i in range(count)))
-
-
 def rps() -> None:
-    rows = [row for row in csv.reader(sys.stdin) if row and row[0] != "test"]
-    if not rows:
-        sys.exit("bench: no result line in redis-benchmark's CSV output")
-    print(rows[-1][1])
+    print(requests_per_second(sys.stdin.read()))
+
+
+def bench_command(test: str, data_size: int, scripts: list[str]) -> None:
+    """Prints the test's redis-benchmark arguments, each ended by a NUL (bash: mapfile -d '')."""
+    shas = dict(script.split("=", 1) for script in scripts)
+    sys.stdout.write("".join(f"{word}\0" for word in benchmark_command(test, payload(data_size), shas)))
 
 
 def info(fields: list[str]) -> None:
@@ -344,6 +294,10 @@ def main() -> None:
         resp_lua_set(args[0], int(args[1]), int(args[2]), int(args[3]), args[4], args[5], *args[6:8])
     elif command == "resp-module-touch":
         resp_module_touch(args[0], int(args[1]))
+    elif command == "bench-command":
+        bench_command(args[0], int(args[1]), args[2:])
+    elif command == "round-order":
+        print("\n".join(in_round_order(int(args[0]), args[1:])))
     elif command == "rps":
         rps()
     elif command == "cpu-seconds":

@@ -4,7 +4,8 @@
 
 Reads bench/results/{commands,mirror,read_through,scaling}.md (the tables the parts wrote), picks the numbers the
 targets are about, and writes a "Targets" table, the chart (ratios qsess / baseline, median with min–max) and the
-sections themselves, with the command, date, commit and machine facts.
+sections themselves (bench/results/cluster.md's without its per-round table), with the command, date, commit and
+machine facts.
 
 Usage: bench/report.py --command "scripts/bench --quick" --wall-seconds N
 """
@@ -69,6 +70,17 @@ def strip_title(text: str) -> str:
     if lines and lines[0].startswith("# "):
         lines = lines[1:]
     return "\n".join(("#" + line) if line.startswith("## ") else line for line in lines).strip()
+
+
+def without_sections(text: str, *titles: str) -> str:
+    """The text without its '## <title>' sections (each up to the next '## ' heading)."""
+    kept, skipping = [], False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            skipping = line[3:].strip() in titles
+        if not skipping:
+            kept.append(line)
+    return "\n".join(kept) + "\n"
 
 
 def servers_side_by_side(redis_commands: str, valkey_commands: str) -> list[str]:
@@ -192,6 +204,8 @@ def main() -> None:
         read(n) for n in ("commands.md", "mirror.md", "read_through.md", "scaling.md")
     )
     django_sessions = read("django_sessions.md")
+    # Short: the ratios and the checks, without the per-round ops/s (they stay in bench/results/cluster.md).
+    cluster = without_sections(read("cluster.md"), "Per-round ops/s") if read("cluster.md") else ""
     # Written by hand from separate runs (its text names them), kept beside the run's own parts.
     allocator_and_acl = read("allocator_and_acl.md")
     design_history = read("design_history.md")
@@ -404,6 +418,7 @@ def main() -> None:
         lines += servers_side_by_side(commands, valkey)
     sections = [
         ("Commands and memory (redis-benchmark)", commands),
+        ("Redis Cluster", cluster),
         ("How cost grows", scaling),
         ("Mirror (qsess-syncd to PostgreSQL)", mirror),
         ("Read-through (QSESS.GET misses restored from PostgreSQL)", read_through),

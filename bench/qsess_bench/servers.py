@@ -1,4 +1,5 @@
-"""The processes a benchmark runs: the release build, redis-server with the module, PostgreSQL, qsess-syncd.
+"""The processes a benchmark runs: the release build, redis-server with the module (alone, or three of them as a
+Redis Cluster), PostgreSQL, qsess-syncd.
 
 PostgreSQL is started by the end-to-end harness's own launcher (`tests/src/bin/qsess-pg-cluster.rs`, over
 `tests/src/postgres.rs`), so the project has one way to run a throwaway cluster, as the `postgres` OS
@@ -8,6 +9,7 @@ start Redis and PostgreSQL with `start_redis` and `Cluster` from here too.
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import socket
@@ -16,6 +18,8 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+
+from qsess_bench.resp import Redis, connect
 
 ROOT = Path(__file__).resolve().parents[2]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -73,11 +77,17 @@ def postgres_launcher() -> str | None:
 
 
 def start_redis(
-    module: str, workdir: Path, *module_arguments: str, server: str = "redis-server"
+    module: str,
+    workdir: Path,
+    *module_arguments: str,
+    server: str = "redis-server",
+    port: int | None = None,
+    server_arguments: tuple[str, ...] = (),
 ) -> tuple[subprocess.Popen, int]:
-    """`server` (redis-server or another build of it, such as valkey-server) with the module on a free loopback
-    port, no persistence, logging to `workdir`/redis.log; returns it and its port."""
-    port = free_port()
+    """`server` (redis-server or another build of it, such as valkey-server) with the module on `port` (a free
+    loopback port when None), no persistence, `server_arguments` before the module's, logging to
+    `workdir`/redis.log; returns it and its port."""
+    port = port or free_port()
     process = subprocess.Popen(
         [
             server,
@@ -93,12 +103,116 @@ def start_redis(
             str(workdir),
             "--logfile",
             str(workdir / "redis.log"),
+            *server_arguments,
             "--loadmodule",
             module,
             *module_arguments,
         ]
     )
     return process, port
+
+
+CLUSTER_SLOTS = 16384
+BUS_PORT_OFFSET = 10_000  # a cluster node's bus listens on its port + 10000 (fixed by Redis)
+
+
+def key_slot(key: bytes | str) -> int:
+    """The Redis Cluster hash slot of a key: CRC16 (XMODEM) of its hash tag (the first non-empty `{...}`) or of
+    the whole key, mod 16384."""
+    data = key.encode() if isinstance(key, str) else key
+    start = data.find(b"{")
+    if start >= 0:
+        end = data.find(b"}", start + 1)
+        if end > start + 1:
+            data = data[start + 1 : end]
+    return binascii.crc_hqx(data, 0) % CLUSTER_SLOTS
+
+
+def free_cluster_port(taken: set[int]) -> int:
+    """A free loopback port whose cluster bus port (+10000) is free too, neither of them in `taken`."""
+    for _ in range(1000):
+        port = free_port()
+        bus = port + BUS_PORT_OFFSET
+        if bus > 65535 or port in taken or bus in taken or bus in (6379, 5432):
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", bus))
+            except OSError:
+                continue
+        return port
+    sys.exit("bench: found no loopback port whose cluster bus port (+10000) was free in 1000 attempts")
+
+
+class RedisCluster:
+    """A throwaway Redis Cluster of `primaries` redis-server nodes, no replicas, every one with the module, joined
+    by `redis-cli --cluster create`; `stop` ends the nodes it started, by their PIDs. Each node's nodes.conf
+    and redis.log are in `workdir`/<port>."""
+
+    def __init__(self, module: str, workdir: Path, who: str, primaries: int = 3, node_timeout_ms: int = 5000):
+        self.who = who
+        self.processes: list[subprocess.Popen] = []
+        self.ports: list[int] = []
+        self.connections: dict[int, Redis] = {}
+        taken: set[int] = set()
+        try:
+            for _ in range(primaries):
+                port = free_cluster_port(taken)
+                taken |= {port, port + BUS_PORT_OFFSET}
+                node_dir = workdir / str(port)
+                node_dir.mkdir()
+                cluster_arguments = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+                cluster_arguments += ("--cluster-node-timeout", str(node_timeout_ms))
+                process, _ = start_redis(module, node_dir, port=port, server_arguments=cluster_arguments)
+                self.processes.append(process)
+                self.ports.append(port)
+            for port in self.ports:
+                self.node(port)  # answers PING
+            create = ["redis-cli", "--cluster", "create", *(f"127.0.0.1:{port}" for port in self.ports)]
+            created = subprocess.run(
+                [*create, "--cluster-replicas", "0", "--cluster-yes"], capture_output=True, text=True
+            )
+            if created.returncode != 0:
+                sys.exit(f"{who}: redis-cli --cluster create failed:\n{created.stdout}{created.stderr}")
+            self.wait_until_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    def node(self, port: int) -> Redis:
+        """A connection to the node on `port` (one per node, kept open)."""
+        if port not in self.connections:
+            self.connections[port] = connect(port, self.who)
+        return self.connections[port]
+
+    def slots(self) -> dict[int, list[tuple[int, int]]]:
+        """Each primary's port and the slot ranges it serves, by CLUSTER SLOTS of the first node."""
+        owners: dict[int, list[tuple[int, int]]] = {port: [] for port in self.ports}
+        for start, end, primary, *_ in self.node(self.ports[0]).call("CLUSTER", "SLOTS"):
+            owners.setdefault(int(primary[1]), []).append((int(start), int(end)))
+        return {port: sorted(ranges) for port, ranges in owners.items()}
+
+    def wait_until_ok(self, timeout: float = 60.0) -> None:
+        """Until every node says cluster_state:ok and they all answer CLUSTER SLOTS alike."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [self.node(port).call("CLUSTER", "INFO").decode() for port in self.ports]
+            views = {repr(sorted(map(repr, self.node(port).call("CLUSTER", "SLOTS")))) for port in self.ports}
+            if all("cluster_state:ok" in state for state in states) and len(views) == 1:
+                return
+            if time.monotonic() > deadline:
+                sys.exit(f"{self.who}: the cluster on ports {self.ports} did not reach cluster_state:ok in {timeout} s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for redis in self.connections.values():
+            redis.socket.close()
+        self.connections = {}
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            process.wait(timeout=60)
+        self.processes = []
 
 
 class Cluster:
