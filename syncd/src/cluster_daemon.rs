@@ -265,29 +265,14 @@ async fn reported(report: mpsc::Sender<Error>, task: impl std::future::Future<Ou
 
 /// The node's backlog gauges, over the change streams `QSESS.STREAMS ALL` lists (which, unlike the
 /// plain form, takes no news away from the watch).
-async fn measure_backlog(client: redis::Client, layout: Layout, group: String, mut shutdown: Shutdown) {
-    let mut connection: Option<MultiplexedConnection> = None;
-    let mut ticker = tokio::time::interval(BACKLOG_EVERY);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.requested() => return,
-        }
-        if connection.is_none() {
-            connection = stream_source::connect(&client).await.ok();
-        }
-        let Some(open) = connection.as_mut() else { continue };
-        let measured = async {
+async fn measure_backlog(client: redis::Client, layout: Layout, group: String, shutdown: Shutdown) {
+    let measure: stream_backlog::MeasureBacklog = Box::new(move |open| {
+        let (layout, group) = (layout.clone(), group.clone());
+        Box::pin(async move {
             let listed: redis::Value = redis::cmd("QSESS.STREAMS").arg("ALL").query_async(open).await?;
             let slots = cluster_watch::parse_streams_reply(&listed)?;
             stream_backlog::cluster_node_backlog(open, &layout, &slots, &group).await
-        };
-        match measured.await {
-            Ok(backlog) => {
-                metrics::gauge!("qsess_syncd_stream_backlog_entries").set(backlog.entries as f64);
-                metrics::gauge!("qsess_syncd_oldest_unmirrored_age_seconds").set(backlog.oldest_age_seconds);
-            }
-            Err(_) => connection = None,
-        }
-    }
+        })
+    });
+    stream_backlog::publish_backlog_gauges(client, BACKLOG_EVERY, shutdown, measure).await;
 }

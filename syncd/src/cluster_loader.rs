@@ -41,27 +41,26 @@ pub async fn run(
     retry: RetryConfig,
     layout: Layout,
     watch: Arc<StreamWatch>,
-    mut shutdown: Shutdown,
+    shutdown: Shutdown,
 ) {
-    let retry = RetryConfig { max: retry.max.min(RENEW_EVERY).max(retry.initial), ..retry };
-    let mut backoff = Backoff::new(retry);
-    while !shutdown.is_requested() {
-        match serve(&redis_url, &database_url, &layout, &watch, &mut shutdown, &mut backoff).await {
-            Ok(()) => break,
-            Err(error) => {
-                metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
-                tracing::warn!(error = %crate::error::chain(&error), "the loader lost a connection; reattaching");
-                if !backoff.wait(&mut shutdown).await {
-                    break;
-                }
-            }
-        }
-    }
-    // Detach at once, so clients stop waiting for a loader that is gone (a demoted node may refuse).
-    if let Ok(client) = stream_source::open_client(redis_url.as_str()) {
-        if let Ok(mut connection) = stream_source::connect(&client).await {
-            let _: Result<(), _> = redis::cmd("QSESS.LOADER").arg(0).query_async(&mut connection).await;
-        }
+    let loader = ClusterLoader { redis_url, database_url, layout, watch };
+    crate::reload::keep_loader_attached(&loader.redis_url, retry, shutdown, &loader).await;
+}
+
+struct ClusterLoader {
+    redis_url: String,
+    database_url: String,
+    layout: Layout,
+    watch: Arc<StreamWatch>,
+}
+
+impl crate::reload::LoaderAttachment for ClusterLoader {
+    fn serve<'a>(
+        &'a self,
+        shutdown: &'a mut Shutdown,
+        backoff: &'a mut Backoff,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'a {
+        serve(&self.redis_url, &self.database_url, &self.layout, &self.watch, shutdown, backoff)
     }
 }
 

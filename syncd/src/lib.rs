@@ -172,30 +172,17 @@ async fn purge_periodically(config: RunConfig, mut shutdown: Shutdown) {
     }
 }
 
-async fn measure_backlog(config: RunConfig, mut shutdown: Shutdown) {
+/// The backlog gauges over every bucket's change stream.
+async fn measure_backlog(config: RunConfig, shutdown: Shutdown) {
     let Ok(client) = stream_source::open_client(config.redis_url.as_str()) else { return };
-    let mut connection = None;
-    let mut ticker = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.requested() => return,
-        }
-        if connection.is_none() {
-            connection = stream_source::connect(&client).await.ok();
-        }
-        let Some(open) = connection.as_mut() else { continue };
-        let measured = async {
+    let group = config.group.clone();
+    let measure: stream_backlog::MeasureBacklog = Box::new(move |open| {
+        let group = group.clone();
+        Box::pin(async move {
             let layout = stream_source::Layout::read(open).await?;
             let keys: Vec<String> = (0..layout.buckets).map(|bucket| layout.change_stream(bucket)).collect();
-            stream_backlog::backlog(open, &keys, &config.group).await
-        };
-        match measured.await {
-            Ok(backlog) => {
-                metrics::gauge!("qsess_syncd_stream_backlog_entries").set(backlog.entries as f64);
-                metrics::gauge!("qsess_syncd_oldest_unmirrored_age_seconds").set(backlog.oldest_age_seconds);
-            }
-            Err(_) => connection = None,
-        }
-    }
+            stream_backlog::backlog(open, &keys, &group).await
+        })
+    });
+    stream_backlog::publish_backlog_gauges(client, Duration::from_secs(1), shutdown, measure).await;
 }

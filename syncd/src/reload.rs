@@ -200,11 +200,49 @@ impl Drop for AbortOnDrop {
 /// a recovered Redis must get its loader back within a lease), and starts again from its first step
 /// once the loader has held the lease for [`HEALTHY_AFTER`]: otherwise every failure in a long life
 /// would wait longer than the one before.
-pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mut shutdown: Shutdown) {
+pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, shutdown: Shutdown) {
+    let loader = StandaloneLoader { redis_url, database_url };
+    keep_loader_attached(&loader.redis_url, retry, shutdown, &loader).await;
+}
+
+/// One attachment of a loader, from connecting to losing the connection (or shutdown).
+pub(crate) trait LoaderAttachment {
+    fn serve<'a>(
+        &'a self,
+        shutdown: &'a mut Shutdown,
+        backoff: &'a mut Backoff,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'a;
+}
+
+struct StandaloneLoader {
+    redis_url: String,
+    database_url: String,
+}
+
+impl LoaderAttachment for StandaloneLoader {
+    fn serve<'a>(
+        &'a self,
+        shutdown: &'a mut Shutdown,
+        backoff: &'a mut Backoff,
+    ) -> impl std::future::Future<Output = Result<(), Error>> + Send + 'a {
+        serve(&self.redis_url, &self.database_url, shutdown, backoff)
+    }
+}
+
+/// The loader's life on one server, standalone or a cluster node: `loader.serve` until it returns
+/// `Ok` (shutdown) or shutdown is requested, with backoff after each failure (capped at
+/// [`RENEW_EVERY`]); then detaches at once, so clients stop waiting for a loader that is gone (a
+/// demoted cluster node may refuse, which is fine).
+pub(crate) async fn keep_loader_attached(
+    redis_url: &str,
+    retry: RetryConfig,
+    mut shutdown: Shutdown,
+    loader: &impl LoaderAttachment,
+) {
     let retry = RetryConfig { max: retry.max.min(RENEW_EVERY).max(retry.initial), ..retry };
     let mut backoff = Backoff::new(retry);
     while !shutdown.is_requested() {
-        match serve(&redis_url, &database_url, &mut shutdown, &mut backoff).await {
+        match loader.serve(&mut shutdown, &mut backoff).await {
             Ok(()) => break,
             Err(error) => {
                 metrics::counter!("qsess_syncd_retries_total", "target" => "loader").increment(1);
@@ -215,8 +253,7 @@ pub async fn run(redis_url: String, database_url: String, retry: RetryConfig, mu
             }
         }
     }
-    // Detach at once, so clients stop waiting for a loader that is gone.
-    if let Ok(client) = stream_source::open_client(redis_url.as_str()) {
+    if let Ok(client) = stream_source::open_client(redis_url) {
         if let Ok(mut connection) = stream_source::connect(&client).await {
             let _: Result<(), _> = redis::cmd("QSESS.LOADER").arg(0).query_async(&mut connection).await;
         }

@@ -16,6 +16,44 @@ pub struct Backlog {
     pub oldest_age_seconds: f64,
 }
 
+/// One measurement of a node's backlog on an open connection.
+pub(crate) type MeasureBacklog = Box<
+    dyn for<'a> FnMut(
+            &'a mut MultiplexedConnection,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Backlog, Error>> + Send + 'a>>
+        + Send,
+>;
+
+/// Publishes the backlog gauges every `period` until shutdown, reconnecting after a failed
+/// measurement (the gauges keep their last value meanwhile).
+pub(crate) async fn publish_backlog_gauges(
+    client: redis::Client,
+    period: std::time::Duration,
+    mut shutdown: crate::shutdown::Shutdown,
+    mut measure: MeasureBacklog,
+) {
+    let mut connection: Option<MultiplexedConnection> = None;
+    let mut ticker = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.requested() => return,
+        }
+        if connection.is_none() {
+            connection = crate::stream_source::connect(&client).await.ok();
+        }
+        let Some(open) = connection.as_mut() else { continue };
+        match measure(open).await {
+            Ok(backlog) => {
+                metrics::gauge!("qsess_syncd_stream_backlog_entries").set(backlog.entries as f64);
+                metrics::gauge!("qsess_syncd_oldest_unmirrored_age_seconds").set(backlog.oldest_age_seconds);
+            }
+            Err(_) => connection = None,
+        }
+    }
+}
+
 /// Measures the backlog: pending entries plus entries after the group's last delivered id.
 pub async fn backlog(connection: &mut MultiplexedConnection, keys: &[String], group: &str) -> Result<Backlog, Error> {
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;

@@ -2,6 +2,7 @@
 //! session commands only; key patterns apply to the keys qsess really writes; the internal commands
 //! need the daemon's recipe; and nothing a refusal records holds a raw session id.
 
+use crate::support::acl_recipes::APPLICATION_ACL_RULES;
 use crate::support::commands::{send_command_expecting_success, send_command_words};
 use crate::support::server_clock::server_clock_ms;
 use crate::support::session_keys::{bucket_key_prefix, handle_of};
@@ -11,25 +12,10 @@ use redis::{Connection, Value};
 
 const APP_PASSWORD: &str = "app-password-7f3a";
 
-/// README's application recipe: every application command by name, the qsess keys, no channels.
-const APP_RECIPE: &[&str] = &[
-    "on",
-    ">app-password-7f3a",
-    "resetkeys",
-    "~qs:*",
-    "resetchannels",
-    "-@all",
-    "+qsess.set",
-    "+qsess.new",
-    "+qsess.get",
-    "+qsess.peek",
-    "+qsess.touch",
-    "+qsess.rotate",
-    "+qsess.del",
-    "+qsess.byuser",
-    "+qsess.revokeuser",
-    "+qsess.revoke",
-];
+/// README's application recipe, enabled with the test's password.
+fn application_recipe() -> Vec<&'static str> {
+    ["on", ">app-password-7f3a"].into_iter().chain(APPLICATION_ACL_RULES.iter().copied()).collect()
+}
 
 fn user_connection(server: &RedisServer, admin: &mut Connection, name: &str, rules: &[&str]) -> Connection {
     let mut words = vec!["ACL", "SETUSER", name];
@@ -58,7 +44,7 @@ fn the_application_recipe_cannot_reach_the_internal_commands() {
         &mut admin,
         &["QSESS.SET", "victim-cookie-0123456789", "USER", "alice", "DATA", "d"],
     );
-    let mut app = user_connection(&server, &mut admin, "app", APP_RECIPE);
+    let mut app = user_connection(&server, &mut admin, "app", &application_recipe());
 
     let victim = handle_of("victim-cookie-0123456789");
     let record = forged_record(&mut admin, "mallory");

@@ -1,6 +1,7 @@
 //! Every qsess command on a real Redis Cluster (3 primaries, 1 replica each) through stock clients:
 //! `redis-cli -c` and the `redis` crate's cluster client, with no routing done by the test.
 
+use crate::support::acl_recipes::{APPLICATION_ACL_RULES, CLUSTER_CLIENT_ACL_RULES};
 use qsess_record::{key_slot, slot_tag, KeyNames};
 use qsess_tests::RedisCluster;
 use redis::cluster::ClusterConnection;
@@ -198,10 +199,10 @@ fn a_slot_in_motion_answers_tryagain_and_writes_nothing_until_it_settles() {
 #[test]
 fn a_replica_answers_peek_and_byuser_for_its_primary_slots() {
     let cluster = cluster();
-    let mut con = cluster.cluster_client().get_connection().unwrap();
-    let session_id = text(query(&mut con, &["QSESS.NEW", "USER", "reader"]).unwrap());
     let primary = cluster.primary_for_slot(key_slot(b"reader"));
     let mut primary_con = primary.connection();
+    // Written on the connection that then WAITs: WAIT counts replicas that have this client's writes.
+    let session_id: String = redis::cmd("QSESS.NEW").arg("USER").arg("reader").query(&mut primary_con).unwrap();
     let acknowledged: i64 = redis::cmd("WAIT").arg(1).arg(2000).query(&mut primary_con).unwrap();
     assert_eq!(acknowledged, 1);
     let replica = cluster.replicas().into_iter().find(|replica| cluster.primary_of(replica).port() == primary.port());
@@ -215,48 +216,21 @@ fn a_replica_answers_peek_and_byuser_for_its_primary_slots() {
     assert_eq!(refused.code(), Some("MOVED"), "a replica sends writes to its primary: {refused}");
 }
 
-/// README's application recipe plus what a cluster client needs to find its way (README, Running on
-/// Redis Cluster): the slot map, the command table, the `ASKING`/`READONLY` redirections, and the
-/// `PING` the `redis` crate's cluster client checks each node with.
-const CLUSTER_APP_RECIPE: &[&str] = &[
-    "on",
-    ">cluster-app-password",
-    "resetkeys",
-    "~qs:*",
-    "resetchannels",
-    "-@all",
-    "+qsess.set",
-    "+qsess.new",
-    "+qsess.get",
-    "+qsess.peek",
-    "+qsess.touch",
-    "+qsess.rotate",
-    "+qsess.del",
-    "+qsess.byuser",
-    "+qsess.revokeuser",
-    "+qsess.revoke",
-    "+cluster|slots",
-    "+cluster|shards",
-    "+command",
-    "+asking",
-    "+readonly",
-    "+ping",
-];
-
 #[test]
 fn the_application_recipe_with_the_cluster_grants_works_and_still_cannot_restore() {
     let cluster = cluster();
     for node in cluster.live_nodes() {
         let mut admin = node.connection();
-        let mut words = vec!["ACL", "SETUSER", "app"];
-        words.extend_from_slice(CLUSTER_APP_RECIPE);
+        let mut words = vec!["ACL", "SETUSER", "app", "on", ">cluster-app-password"];
+        words.extend_from_slice(APPLICATION_ACL_RULES);
+        words.extend_from_slice(CLUSTER_CLIENT_ACL_RULES);
         let mut command = redis::cmd(words[0]);
         command.arg(&words[1..]);
         let _: () = command.query(&mut admin).unwrap();
     }
     let client = redis::cluster::ClusterClientBuilder::new(cluster.urls())
-        .username("app".to_owned())
-        .password("cluster-app-password".to_owned())
+        .username("app")
+        .password("cluster-app-password")
         .build()
         .unwrap();
     let mut con = client.get_connection().unwrap();

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 mod acknowledged_writer;
 
 use self::acknowledged_writer::{AcknowledgedWriter, ACKNOWLEDGED, NOT_ACKNOWLEDGED};
+use crate::support::acl_recipes::DAEMON_ACL_RULES;
 use crate::support::mirror::{eventually_verify_matches, try_all_mirror_rows, CATCH_UP_DEADLINE};
 use crate::support::session_keys::handle_of;
 use qsess_record::{key_slot, Handle, KeyNames};
@@ -37,34 +38,7 @@ fn mirrored_cluster() -> MirroredCluster {
 /// The daemon's password in [`mirrored_cluster_as_restricted_user`].
 const PASSWORD: &str = "syncd-cluster-password";
 
-/// README's recipe for the daemon's Redis user (see syncd_hardening.rs), plus what a cluster node's
-/// daemon also sends: `ROLE` (is its node a primary?) and `QSESS.STREAMS` (which slots have news).
-const CLUSTER_SYNCD_ACL_RULES: &[&str] = &[
-    "resetkeys",
-    "~qs:*",
-    "resetchannels",
-    "&qs:reload-user",
-    "-@all",
-    "+config|get",
-    "+xgroup|create",
-    "+xreadgroup",
-    "+xack",
-    "+xtrim",
-    "+xpending",
-    "+xinfo|groups",
-    "+xlen",
-    "+xrange",
-    "+xrevrange",
-    "+xread",
-    "+subscribe",
-    "+qsess.restore",
-    "+qsess.restoreuser",
-    "+qsess.loader",
-    "+role",
-    "+qsess.streams",
-];
-
-/// A [`MirroredCluster`] whose daemons log in as a user with [`CLUSTER_SYNCD_ACL_RULES`], created on
+/// A [`MirroredCluster`] whose daemons log in as a user with [`DAEMON_ACL_RULES`], created on
 /// every node (a cluster does not share ACLs), plus what `verify` needs; returns the URL of a node
 /// as that user too.
 fn mirrored_cluster_as_restricted_user() -> (MirroredCluster, String) {
@@ -78,7 +52,7 @@ fn mirrored_cluster_as_restricted_user() -> (MirroredCluster, String) {
             .arg("syncd")
             .arg("on")
             .arg(format!(">{PASSWORD}"))
-            .arg(CLUSTER_SYNCD_ACL_RULES)
+            .arg(DAEMON_ACL_RULES)
             .arg(&["+scan", "+mget", "+cluster|slots"][..])
             .query(&mut admin)
             .unwrap();

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use qsess_tests::{eventually, free_port, run_syncd_with_env, shared_cluster, Daemon, RedisServer, SyncdOutput};
 use redis::{Connection, Value};
 
+use crate::support::acl_recipes::DAEMON_ACL_RULES;
 use crate::support::daemon_http::{http_get, metric_value};
 use crate::support::mirror::{eventually_row, MIRROR_DEADLINE};
 use crate::support::read_through::{
@@ -22,34 +23,6 @@ const PASSWORD: &str = "syncd-acl-pw-7d1e";
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The channel `QSESS.BYUSER` asks the daemon on, with the default prefix.
 const RELOAD_CHANNEL: &str = "qs:reload-user";
-
-/// README's recipe for the daemon's Redis user: its keys, its one Pub/Sub channel and exactly the
-/// commands `qsess-syncd run` sends. The module's internal commands are granted by name, which works
-/// on every supported server whatever categories the module can put them in.
-const SYNCD_ACL_RULES: &[&str] = &[
-    "resetkeys",
-    "~qs:*",
-    "resetchannels",
-    "&qs:reload-user",
-    "-@all",
-    "+config|get",
-    "+xgroup|create",
-    "+xreadgroup",
-    "+xack",
-    "+xtrim",
-    "+xpending",
-    "+xinfo|groups",
-    "+xlen",
-    "+xrange",
-    "+xrevrange",
-    "+xread",
-    "+subscribe",
-    "+qsess.restore",
-    "+qsess.restoreuser",
-    "+qsess.loader",
-    "+qsess.streams",
-    "+role",
-];
 
 /// Malformed `reload-user` payloads: an empty uid (the finding's `"0 "`), no separator, no bucket, a
 /// negative, signed or unknown bucket, a uid the module refuses (too long), and uids Postgres text
@@ -215,7 +188,7 @@ fn the_daemon_mirrors_and_reloads_as_a_restricted_acl_user() {
         .arg("syncd")
         .arg("on")
         .arg(format!(">{PASSWORD}"))
-        .arg(SYNCD_ACL_RULES)
+        .arg(DAEMON_ACL_RULES)
         .query(&mut admin)
         .unwrap();
     let _: () = redis::cmd("ACL").arg("LOG").arg("RESET").query(&mut admin).unwrap();

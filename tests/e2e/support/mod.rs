@@ -1,6 +1,7 @@
 //! The one support module of the end-to-end tests: key names, handles, the server clock and a typed
 //! client shared by every test file, and helpers for the commands, GeoIP, the mirror and the miss path.
 
+pub(crate) mod acl_recipes;
 pub(crate) mod change_stream_deletes;
 pub(crate) mod commands;
 pub(crate) mod daemon_http;
