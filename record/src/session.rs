@@ -67,6 +67,27 @@ pub enum DecodeError {
 }
 
 impl<'a> SessionRecord<'a> {
+    /// A record as its first write leaves it when nothing is known about the client: created, updated
+    /// and last seen at `created_ms`, with an owner (or none), an idle timeout and no absolute deadline.
+    /// Set other fields with struct update syntax: `SessionRecord { ip, ..SessionRecord::plain(...) }`.
+    pub fn plain(user: Option<&'a [u8]>, version: u64, created_ms: u64, idle_ms: u64, data: &'a [u8]) -> Self {
+        SessionRecord {
+            version,
+            created_ms,
+            updated_ms: created_ms,
+            seen_ms: created_ms,
+            idle_ms,
+            absolute_deadline_ms: 0,
+            user,
+            ip: None,
+            user_agent: None,
+            location: None,
+            country: None,
+            device: None,
+            data,
+        }
+    }
+
     /// When the session ends: the earlier of `seen + idle` and the absolute deadline.
     /// `None` only for a record with neither timeout, which the module never writes.
     pub fn expires_ms(&self) -> Option<u64> {

@@ -292,22 +292,7 @@ mod tests {
     const T0: u64 = 1_764_000_000_000;
 
     fn record(version: u64, data: &'static [u8]) -> Vec<u8> {
-        SessionRecord {
-            version,
-            created_ms: T0,
-            updated_ms: T0,
-            seen_ms: T0,
-            idle_ms: 60_000,
-            absolute_deadline_ms: 0,
-            user: Some(b"42"),
-            ip: None,
-            user_agent: None,
-            location: None,
-            country: None,
-            device: None,
-            data,
-        }
-        .encode()
+        SessionRecord::plain(Some(b"42"), version, T0, 60_000, data).encode()
     }
 
     fn entry(sequence: u64, change: ChangeRecord<'_>) -> StreamEntry {

@@ -13,19 +13,5 @@ pub(crate) fn restorable_record<'a>(
     idle_ms: u64,
     data: &'a [u8],
 ) -> SessionRecord<'a> {
-    SessionRecord {
-        version,
-        created_ms,
-        updated_ms: created_ms,
-        seen_ms: created_ms,
-        idle_ms,
-        absolute_deadline_ms: 0,
-        user,
-        ip: None,
-        user_agent: None,
-        location: None,
-        country: None,
-        device: None,
-        data,
-    }
+    SessionRecord::plain(user, version, created_ms, idle_ms, data)
 }
