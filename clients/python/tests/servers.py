@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
 
-from qsess_bench.servers import Cluster, postgres_launcher, start_redis
+from qsess_bench.servers import Cluster, RedisCluster, key_slot, postgres_launcher, start_redis
 
 
 def _wait(check, what: str, timeout: float = 30.0, log: Path | None = None) -> None:
@@ -175,3 +175,11 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def start_redis_cluster(module: str, workdir: Path) -> RedisCluster:
+    """Three primaries with the module, no replicas: the benchmarks' cluster launcher."""
+    return RedisCluster(module, workdir, who="qsess tests", primaries=3, node_timeout_ms=5000)
+
+
+__all__ = ["Stack", "key_slot", "start_redis_cluster"]
