@@ -41,6 +41,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from qsess_bench.commands import COMPARISONS as ALL_COMPARISONS
+from qsess_bench.commands import LABELS as ALL_LABELS
 from qsess_bench.commands import (
     LUA_PREFIX,
     benchmark_command,
@@ -65,21 +67,9 @@ DATA_SIZE = 300
 PRIMARIES = 3
 WRITES = ["qsess_set", "lua_set", "hset"]
 READS = ["qsess_get", "hgetall", "lua_get"]
-LABELS = {
-    "qsess_set": "QSESS.SET",
-    "lua_set": "Lua EVALSHA (session_write.lua)",
-    "hset": "HSET of the same 11-field hash",
-    "qsess_get": "QSESS.GET",
-    "hgetall": "HGETALL",
-    "lua_get": "Lua EVALSHA (session_read.lua)",
-}
-# The titles of the commands part's results (bench/results/commands.md), so the two read alike.
-COMPARISONS = [
-    ("QSESS.SET / Lua EVALSHA", "qsess_set", "lua_set"),
-    ("QSESS.SET / HSET", "qsess_set", "hset"),
-    ("QSESS.GET / HGETALL", "qsess_get", "hgetall"),
-    ("QSESS.GET / Lua read", "qsess_get", "lua_get"),
-]
+# The commands part's labels and pairs (qsess_bench.commands), for the tests this part runs.
+LABELS = {test: ALL_LABELS[test] for test in WRITES + READS}
+COMPARISONS = [pair for pair in ALL_COMPARISONS if pair[1] in LABELS and pair[2] in LABELS]
 PARTS = {
     "node": "One node (redis-benchmark without --cluster, one primary)",
     "cluster": "Aggregate over three primaries (redis-benchmark --cluster)",

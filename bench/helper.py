@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 
 from qsess_bench.commands import (
+    COMPARISONS,
+    LABELS,
     benchmark_command,
     payload,
     requests_per_second,
@@ -119,29 +121,6 @@ def load_results(
             test, pipeline, round_, value, kernel = rest.split()
             cpu.append((test, int(pipeline), int(round_), float(value), float(kernel)))
     return facts, runs, cpu
-
-
-LABELS = {
-    "qsess_set": "QSESS.SET",
-    "lua_set": "Lua EVALSHA (session_write.lua)",
-    "lua_minimal_set": "Lua EVALSHA (session_write_minimal.lua)",
-    "qsess_get": "QSESS.GET",
-    "qsess_peek": "QSESS.PEEK",
-    "hgetall": "HGETALL",
-    "hset": "HSET of the same 11-field hash (bl:s:<sid>)",
-    "lua_get": "Lua EVALSHA (session_read.lua: HGETALL + expiry check)",
-    "qsess_byuser": "QSESS.BYUSER uid WITHMETA (10 sessions)",
-    "lua_byuser": "Lua EVALSHA (byuser.lua: ZRANGEBYSCORE + HGETALL each, 10 sessions)",
-}
-COMPARISONS = [
-    ("QSESS.SET / Lua EVALSHA", "qsess_set", "lua_set"),
-    ("QSESS.SET / minimal Lua EVALSHA", "qsess_set", "lua_minimal_set"),
-    ("QSESS.SET / HSET", "qsess_set", "hset"),
-    ("QSESS.GET / HGETALL", "qsess_get", "hgetall"),
-    ("QSESS.GET / Lua read", "qsess_get", "lua_get"),
-    ("QSESS.PEEK / HGETALL", "qsess_peek", "hgetall"),
-    ("QSESS.BYUSER WITHMETA / Lua", "qsess_byuser", "lua_byuser"),
-]
 
 
 def fmt_ops(value: float) -> str:

@@ -141,3 +141,28 @@ def requests_per_second(csv_output: str) -> str:
     if not rows:
         raise SystemExit(f"bench: no result line in redis-benchmark's CSV output: {csv_output!r}")
     return rows[-1][1]
+
+
+# What each measured test is called in the results, and the qsess / baseline pairs they report:
+# the commands part uses all of them, the cluster part the SET and GET ones.
+LABELS = {
+    "qsess_set": "QSESS.SET",
+    "lua_set": "Lua EVALSHA (session_write.lua)",
+    "lua_minimal_set": "Lua EVALSHA (session_write_minimal.lua)",
+    "qsess_get": "QSESS.GET",
+    "qsess_peek": "QSESS.PEEK",
+    "hgetall": "HGETALL",
+    "hset": "HSET of the same 11-field hash (bl:s:<sid>)",
+    "lua_get": "Lua EVALSHA (session_read.lua: HGETALL + expiry check)",
+    "qsess_byuser": "QSESS.BYUSER uid WITHMETA (10 sessions)",
+    "lua_byuser": "Lua EVALSHA (byuser.lua: ZRANGEBYSCORE + HGETALL each, 10 sessions)",
+}
+COMPARISONS = [
+    ("QSESS.SET / Lua EVALSHA", "qsess_set", "lua_set"),
+    ("QSESS.SET / minimal Lua EVALSHA", "qsess_set", "lua_minimal_set"),
+    ("QSESS.SET / HSET", "qsess_set", "hset"),
+    ("QSESS.GET / HGETALL", "qsess_get", "hgetall"),
+    ("QSESS.GET / Lua read", "qsess_get", "lua_get"),
+    ("QSESS.PEEK / HGETALL", "qsess_peek", "hgetall"),
+    ("QSESS.BYUSER WITHMETA / Lua", "qsess_byuser", "lua_byuser"),
+]

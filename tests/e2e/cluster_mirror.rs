@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod acknowledged_writer;
 
 use self::acknowledged_writer::{AcknowledgedWriter, ACKNOWLEDGED, NOT_ACKNOWLEDGED};
-use crate::support::acl_recipes::DAEMON_ACL_RULES;
+use crate::support::acl_recipes::create_daemon_user;
 use crate::support::mirror::{eventually_verify_matches, try_all_mirror_rows, CATCH_UP_DEADLINE};
 use crate::support::session_keys::handle_of;
 use qsess_record::{key_slot, Handle, KeyNames};
@@ -38,7 +38,7 @@ fn mirrored_cluster() -> MirroredCluster {
 /// The daemon's password in [`mirrored_cluster_as_restricted_user`].
 const PASSWORD: &str = "syncd-cluster-password";
 
-/// A [`MirroredCluster`] whose daemons log in as a user with [`DAEMON_ACL_RULES`], created on
+/// A [`MirroredCluster`] whose daemons log in as a user with `DAEMON_ACL_RULES` (`create_daemon_user`), created on
 /// every node (a cluster does not share ACLs), plus what `verify` needs; returns the URL of a node
 /// as that user too.
 fn mirrored_cluster_as_restricted_user() -> (MirroredCluster, String) {
@@ -47,15 +47,8 @@ fn mirrored_cluster_as_restricted_user() -> (MirroredCluster, String) {
     let as_syncd = |port: u16| format!("redis://syncd:{PASSWORD}@127.0.0.1:{port}/");
     for node in cluster.nodes() {
         let mut admin = node.connection();
-        let _: () = redis::cmd("ACL")
-            .arg("SETUSER")
-            .arg("syncd")
-            .arg("on")
-            .arg(format!(">{PASSWORD}"))
-            .arg(DAEMON_ACL_RULES)
-            .arg(&["+scan", "+mget", "+cluster|slots"][..])
-            .query(&mut admin)
-            .unwrap();
+        // What `qsess-syncd verify` needs besides: it finds the primaries and reads their sessions.
+        create_daemon_user(&mut admin, PASSWORD, &["+scan", "+mget", "+cluster|slots"]);
     }
     let daemons: Vec<Daemon> =
         cluster.nodes().iter().map(|node| Daemon::start(as_syncd(node.port()), db.url(), &[])).collect();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use qsess_tests::{eventually, free_port, run_syncd_with_env, shared_cluster, Daemon, RedisServer, SyncdOutput};
 use redis::{Connection, Value};
 
-use crate::support::acl_recipes::DAEMON_ACL_RULES;
+use crate::support::acl_recipes::create_daemon_user;
 use crate::support::daemon_http::{http_get, metric_value};
 use crate::support::mirror::{eventually_row, MIRROR_DEADLINE};
 use crate::support::read_through::{
@@ -183,14 +183,7 @@ fn assert_no_password(what: &str, text: &str) {
 fn the_daemon_mirrors_and_reloads_as_a_restricted_acl_user() {
     let redis = redis_with(&[("qsess.miss-timeout-ms", "5000")]);
     let mut admin = redis.connection();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("syncd")
-        .arg("on")
-        .arg(format!(">{PASSWORD}"))
-        .arg(DAEMON_ACL_RULES)
-        .query(&mut admin)
-        .unwrap();
+    create_daemon_user(&mut admin, PASSWORD, &[]);
     let _: () = redis::cmd("ACL").arg("LOG").arg("RESET").query(&mut admin).unwrap();
     let url = format!("redis://syncd:{PASSWORD}@127.0.0.1:{}/", redis.port());
     let db = shared_cluster().fresh_database();

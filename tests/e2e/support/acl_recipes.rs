@@ -55,3 +55,17 @@ pub(crate) const DAEMON_ACL_RULES: &[&str] = &[
     "+qsess.streams",
     "+role",
 ];
+
+/// Creates (or resets) the `syncd` user with [`DAEMON_ACL_RULES`], `password` and `extra_rules` on
+/// the server behind `admin`.
+pub(crate) fn create_daemon_user(admin: &mut redis::Connection, password: &str, extra_rules: &[&str]) {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("syncd")
+        .arg("on")
+        .arg(format!(">{password}"))
+        .arg(DAEMON_ACL_RULES)
+        .arg(extra_rules)
+        .query(admin)
+        .unwrap();
+}
