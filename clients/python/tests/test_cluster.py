@@ -90,3 +90,33 @@ def test_an_anonymous_new_goes_to_the_primary_it_is_sent_to(rc):
         first, second = "cookie-on-one-slot-0001", "cookie-on-another-slot-0002"
         assert key_slot(first) != key_slot(second)
         rc.execute_command("QSESS.DEL", first, second)
+
+
+def test_django_logs_a_user_in_on_a_cluster_with_a_new_id_in_the_user_slot(cluster, monkeypatch):
+    from django.contrib.auth import SESSION_KEY
+
+    from qsess.django import conf
+    from qsess.django.backend import SessionStore
+
+    monkeypatch.setenv("QSESS_REDIS_URL", f"redis://127.0.0.1:{cluster.ports[0]}/0")
+    monkeypatch.setenv("QSESS_REDIS_CLUSTER", "1")
+    conf.reset_clients()
+    try:
+        session = SessionStore(ip="203.0.113.9", user_agent="curl/8.0")
+        session["cart"] = ["book"]
+        session.save()
+        anonymous = session.session_key
+        # django.contrib.auth.login: a new key, then the user's id in the session, then the save
+        # at the end of the response.
+        session.cycle_key()
+        session[SESSION_KEY] = "7"
+        session.save()
+        logged_in = session.session_key
+        assert key_slot(logged_in) == key_slot("7"), logged_in
+        client = conf.client()
+        assert client.get(anonymous) is None
+        assert client.by_user("7") == [client.peek(logged_in).handle]
+        assert SessionStore(logged_in).load()["cart"] == ["book"]
+    finally:
+        # Cached clients are per URL; monkeypatch puts the standalone URL back after the test.
+        conf.reset_clients()

@@ -12,6 +12,7 @@ from .errors import (
     RevokedSessionIdError,
     SessionIdInUseError,
     TooManySessionsError,
+    WrongSlotError,
     WrongTypeError,
 )
 from .records import DeviceSession, SessionRecord, session_handle
@@ -30,6 +31,7 @@ __all__ = [
     "SessionIdInUseError",
     "SessionRecord",
     "TooManySessionsError",
+    "WrongSlotError",
     "WrongTypeError",
     "session_handle",
 ]

@@ -46,6 +46,11 @@ class InvalidArgumentError(QsessError):
     """Any other refused input: bad IP, data or user agent too long, unknown option, bad handle."""
 
 
+class WrongSlotError(QsessError):
+    """On Redis Cluster: the write would span hash slots (a session outside its user's slot, ROTATE
+    or DEL across slots); the message says what to do instead (log in with QSESS.NEW USER)."""
+
+
 class WrongTypeError(QsessError):
     """A key qsess would write holds a value it did not write."""
 
@@ -57,6 +62,8 @@ def translate(error: ResponseError) -> QsessError:
         return PermissionDeniedError(message)
     if isinstance(error, RedisOutOfMemoryError):
         return OutOfMemoryError(message)
+    if message.startswith("on a cluster"):
+        return WrongSlotError(message)
     if message.startswith("WRONGTYPE"):
         return WrongTypeError(message)
     if "was revoked" in message:

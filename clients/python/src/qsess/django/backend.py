@@ -32,7 +32,7 @@ from django.contrib.sessions.backends.base import (
 from django.core.exceptions import SuspiciousOperation
 from django.utils import timezone
 
-from ..errors import InvalidSessionIdError, RevokedSessionIdError, SessionIdInUseError
+from ..errors import InvalidSessionIdError, RevokedSessionIdError, SessionIdInUseError, WrongSlotError
 from ..records import SessionRecord
 from . import conf
 
@@ -255,6 +255,16 @@ class SessionStore(SessionBase):
             version = client.set(self.session_key, nx=must_create, xx=not must_create, **options)
         except (InvalidSessionIdError, RevokedSessionIdError) as error:
             version = self._refused(error, must_create)
+        except WrongSlotError:
+            # Redis Cluster: a user's sessions live in the user's slot, and this key is in another
+            # (the session was anonymous until now). Log in the cluster's way: a new id minted in
+            # the user's slot with the same data, then the old one ends; the middleware sends the
+            # new key to the browser.
+            old_key = self.session_key
+            self._session_key = client.new(**options)
+            self._end(client.delete, old_key)
+            version = 1
+            self.modified = True
         return self._after_write(version, must_create)
 
     @staticmethod
@@ -300,7 +310,9 @@ class SessionStore(SessionBase):
                 version = client.rotate(key, new_key)
             except (SessionIdInUseError, RevokedSessionIdError):
                 continue
-            except InvalidSessionIdError:
+            except (InvalidSessionIdError, WrongSlotError):
+                # WrongSlotError: on Redis Cluster the new key hashes to another slot; a new
+                # session with the data, then ending the old one, is the cluster's rotation.
                 version = None
             break
         else:
@@ -374,6 +386,13 @@ class SessionStore(SessionBase):
             version = await client.set(self.session_key, nx=must_create, xx=not must_create, **options)
         except (InvalidSessionIdError, RevokedSessionIdError) as error:
             version = self._refused(error, must_create)
+        except WrongSlotError:
+            # Redis Cluster: see save().
+            old_key = self.session_key
+            self._session_key = await client.new(**options)
+            await self._aend(client.delete, old_key)
+            version = 1
+            self.modified = True
         return self._after_write(version, must_create)
 
     @staticmethod
@@ -404,7 +423,9 @@ class SessionStore(SessionBase):
                 version = await client.rotate(key, new_key)
             except (SessionIdInUseError, RevokedSessionIdError):
                 continue
-            except InvalidSessionIdError:
+            except (InvalidSessionIdError, WrongSlotError):
+                # WrongSlotError: on Redis Cluster the new key hashes to another slot; a new
+                # session with the data, then ending the old one, is the cluster's rotation.
                 version = None
             break
         else:

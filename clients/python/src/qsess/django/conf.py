@@ -17,6 +17,8 @@ from typing import Any
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from ..aio import AsyncQsessClient
 from ..client import QsessClient
@@ -32,6 +34,15 @@ def redis_url() -> str:
     return (
         os.environ.get("QSESS_REDIS_URL") or getattr(settings, "QSESS_REDIS_URL", None) or DEFAULT_REDIS_URL
     )
+
+
+def redis_cluster() -> bool:
+    """`QSESS_REDIS_CLUSTER` (environment first, then settings): the URL names a node of a Redis
+    Cluster, reached through redis-py's `RedisCluster`."""
+    from_environment = os.environ.get("QSESS_REDIS_CLUSTER")
+    if from_environment is not None:
+        return from_environment.lower() in ("1", "true", "yes", "on")
+    return bool(getattr(settings, "QSESS_REDIS_CLUSTER", False))
 
 
 def redis_options() -> dict[str, Any]:
@@ -68,7 +79,7 @@ def track_client() -> bool:
 
 def _key() -> tuple[str, tuple]:
     options = redis_options()
-    return redis_url(), tuple(sorted((k, repr(v)) for k, v in options.items()))
+    return redis_url(), (("cluster", redis_cluster()), *sorted((k, repr(v)) for k, v in options.items()))
 
 
 def client() -> QsessClient:
@@ -80,7 +91,8 @@ def client() -> QsessClient:
     with _lock:
         found = _clients.get(key)
         if found is None:
-            found = QsessClient(redis.Redis.from_url(key[0], **redis_options()))
+            connect = RedisCluster.from_url if redis_cluster() else redis.Redis.from_url
+            found = QsessClient(connect(key[0], **redis_options()))
             _clients[key] = found
         return found
 
@@ -92,7 +104,8 @@ def async_client() -> AsyncQsessClient:
     per_loop = _async_clients.setdefault(key, weakref.WeakKeyDictionary())
     found = per_loop.get(loop)
     if found is None:
-        found = AsyncQsessClient(aredis.Redis.from_url(key[0], **redis_options()))
+        connect = AsyncRedisCluster.from_url if redis_cluster() else aredis.Redis.from_url
+        found = AsyncQsessClient(connect(key[0], **redis_options()))
         per_loop[loop] = found
     return found
 
