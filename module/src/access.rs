@@ -61,6 +61,16 @@ impl<'ctx> Caller<'ctx> {
     /// Refuses with `NOPERM`, and an `ACL LOG` entry naming `key`, unless the caller may use `key`
     /// as `access` says.
     pub(crate) fn require(&self, key: &[u8], access: KeyAccess) -> Result<(), CommandError> {
+        if let CallingUser::Nobody = self.user {
+            return Ok(());
+        }
+        self.require_named(&RedisString::create_from_slice(self.ctx.get_raw(), key), access)
+    }
+
+    /// [`Caller::require`] of a key name already held as a Redis string, which the command then
+    /// opens the key with (one string per key, not one per check and one per open).
+    pub(crate) fn require_named(&self, name: &RedisString, access: KeyAccess) -> Result<(), CommandError> {
+        let key = name.as_slice();
         let user = match self.user {
             CallingUser::Nobody => return Ok(()),
             CallingUser::Gone => return Err(CommandError::NoKeyPermission(String::from_utf8_lossy(key).into_owned())),
@@ -71,7 +81,6 @@ impl<'ctx> Caller<'ctx> {
         }
         // SAFETY: reading a function pointer Redis filled at load.
         let Some(check) = (unsafe { raw::RedisModule_ACLCheckKeyPermissions }) else { return Ok(()) };
-        let name = RedisString::create_from_slice(self.ctx.get_raw(), key);
         // SAFETY: `user` is live until drop, `name` outlives the call.
         if unsafe { check(user.as_ptr(), name.inner, access.flags()) } == raw::REDISMODULE_OK as i32 {
             return Ok(());

@@ -19,6 +19,9 @@ macro_rules! api {
 }
 pub(crate) use api;
 
+/// The longest string Redis stores embedded in its object (`OBJ_ENCODING_EMBSTR_SIZE_LIMIT`).
+const EMBEDDED_STRING_LIMIT: usize = 44;
+
 /// The kind of value a key holds, as far as qsess cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum KeyKind {
@@ -47,8 +50,25 @@ impl<'ctx> RedisKey<'ctx> {
         Self::open(ctx, name, raw::REDISMODULE_READ as c_int)
     }
 
+    /// [`RedisKey::open_writable`] of a name already held as a Redis string (shared, not copied).
+    pub(crate) fn open_writable_named(ctx: &'ctx Context, name: &RedisString) -> Result<RedisKey<'ctx>, CommandError> {
+        let mode = (raw::REDISMODULE_READ | raw::REDISMODULE_WRITE) as c_int;
+        Self::open_string(ctx, name.safe_clone(ctx), mode)?.ok_or(CommandError::Internal)
+    }
+
+    /// [`RedisKey::open_readable`] of a name already held as a Redis string (shared, not copied).
+    pub(crate) fn open_readable_named(
+        ctx: &'ctx Context,
+        name: &RedisString,
+    ) -> Result<Option<RedisKey<'ctx>>, CommandError> {
+        Self::open_string(ctx, name.safe_clone(ctx), raw::REDISMODULE_READ as c_int)
+    }
+
     fn open(ctx: &'ctx Context, name: &[u8], mode: c_int) -> Result<Option<RedisKey<'ctx>>, CommandError> {
-        let name = RedisString::create_from_slice(ctx.get_raw(), name);
+        Self::open_string(ctx, RedisString::create_from_slice(ctx.get_raw(), name), mode)
+    }
+
+    fn open_string(ctx: &'ctx Context, name: RedisString, mode: c_int) -> Result<Option<RedisKey<'ctx>>, CommandError> {
         let open_key = api!(RedisModule_OpenKey);
         // SAFETY: the context is the live command context and `name` is a valid string it owns.
         let key = unsafe { open_key(ctx.get_raw(), name.inner, mode) };
@@ -96,6 +116,29 @@ impl<'ctx> RedisKey<'ctx> {
         }
         // SAFETY: Redis returned `length` readable bytes at `bytes`.
         Ok(Some(unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), length) }))
+    }
+
+    /// Overwrites the string value with `bytes` in place when it has exactly their length, and says
+    /// whether it did; otherwise leaves the key alone (the caller sets a new value). Same bytes, same
+    /// allocation: only the content changes. The key keeps its expiry.
+    pub(crate) fn overwrite_string_in_place(&self, bytes: &[u8]) -> Result<bool, CommandError> {
+        // Short values are stored embedded in their object; writing one in place would make Redis
+        // convert it first, so those are simply set.
+        if bytes.len() <= EMBEDDED_STRING_LIMIT || self.kind()? != KeyKind::String || self.length()? != bytes.len() {
+            return Ok(false);
+        }
+        let string_dma = api!(RedisModule_StringDMA);
+        let mut length = 0usize;
+        // SAFETY: open writable key holding a string; WRITE-mode DMA unshares the value and returns a
+        // pointer to its `length` bytes, valid until the key is closed or modified otherwise.
+        let target = unsafe { string_dma(self.key.as_ptr(), &mut length, raw::REDISMODULE_WRITE as c_int) };
+        if target.is_null() || length != bytes.len() {
+            return Err(CommandError::Internal);
+        }
+        // SAFETY: `target` points to `length` writable bytes owned by the value, disjoint from `bytes`
+        // (a Rust buffer, or a string the key does not hold).
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), target.cast::<u8>(), length) };
+        Ok(true)
     }
 
     pub(crate) fn set_string(&self, value: &RedisString) -> Result<(), CommandError> {
@@ -200,8 +243,8 @@ impl<'ctx> RedisKey<'ctx> {
         Ok(())
     }
 
-    /// Appends an entry with an id Redis picks, and returns that id as `<ms>-<seq>`.
-    pub(crate) fn stream_add(&self, fields_and_values: &[RedisString]) -> Result<String, CommandError> {
+    /// Appends an entry with an id Redis picks, and returns that id's two parts (`<ms>-<seq>`).
+    pub(crate) fn stream_add(&self, fields_and_values: &[RedisString]) -> Result<(u64, u64), CommandError> {
         let stream_add = api!(RedisModule_StreamAdd);
         let mut arguments: Vec<*mut raw::RedisModuleString> =
             fields_and_values.iter().map(|string| string.inner).collect();
@@ -226,7 +269,7 @@ impl<'ctx> RedisKey<'ctx> {
                 _ => CommandError::Internal,
             });
         }
-        Ok(format!("{}-{}", id.ms, id.seq))
+        Ok((id.ms, id.seq))
     }
 }
 

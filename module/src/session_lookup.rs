@@ -5,7 +5,7 @@ use crate::redis_key::{KeyKind, RedisKey};
 use crate::session_id::SessionAddress;
 use crate::settings::keyspace;
 use qsess_record::{SessionRecord, UserRevocationValue};
-use redis_module::Context;
+use redis_module::{Context, RedisString};
 
 /// The live record in `key`, or `None` if the key is missing or the session is over by our clock
 /// (Redis may not have expired it yet). Anything but a string under our prefix is `WRONGTYPE`.
@@ -56,6 +56,27 @@ pub(crate) fn open_index_writable<'ctx>(
 /// Opens a bucket's change stream for writing, refusing a key of another type.
 pub(crate) fn open_stream_writable(ctx: &Context, bucket: u32) -> Result<RedisKey<'_>, CommandError> {
     let stream = RedisKey::open_writable(ctx, &keyspace().names.change_stream(bucket))?;
+    stream.require_kind(KeyKind::Stream)?;
+    Ok(stream)
+}
+
+/// A session's record key name as a Redis string: made once per command, then shared by the ACL
+/// check and every open of the key.
+pub(crate) fn session_key_name(ctx: &Context, address: &SessionAddress) -> RedisString {
+    RedisString::create_from_slice(ctx.get_raw(), &keyspace().names.session(address.bucket, &address.handle))
+}
+
+/// A bucket's change stream name as a Redis string, shared by its ACL check and its open.
+pub(crate) fn change_stream_name(ctx: &Context, bucket: u32) -> RedisString {
+    RedisString::create_from_slice(ctx.get_raw(), &keyspace().names.change_stream(bucket))
+}
+
+/// [`open_stream_writable`] of a name made by [`change_stream_name`].
+pub(crate) fn open_stream_writable_named<'ctx>(
+    ctx: &'ctx Context,
+    name: &RedisString,
+) -> Result<RedisKey<'ctx>, CommandError> {
+    let stream = RedisKey::open_writable_named(ctx, name)?;
     stream.require_kind(KeyKind::Stream)?;
     Ok(stream)
 }

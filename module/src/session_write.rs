@@ -31,12 +31,14 @@ pub(crate) fn write_session(
         }
     }
     let caller = Caller::of(ctx);
-    caller.require_session(address, KeyAccess::Write)?;
+    let session_name = session_lookup::session_key_name(ctx, address);
+    caller.require_named(&session_name, KeyAccess::Write)?;
     if let Some(Owner::User(user_id)) = options.owner {
         caller.require_user(user_id, KeyAccess::Write)?;
     }
-    caller.require_change_stream(address.bucket)?;
-    let session_key = session_lookup::open_session_writable(ctx, address)?;
+    let stream_name = session_lookup::change_stream_name(ctx, address.bucket);
+    caller.require_named(&stream_name, KeyAccess::Write)?;
+    let session_key = RedisKey::open_writable_named(ctx, &session_name)?;
 
     // Everything that borrows the stored record lives in this block, which ends before the record
     // key is written.
@@ -96,7 +98,7 @@ pub(crate) fn write_session(
             require_room_for_one_more(effects, new_index)?;
         }
     }
-    let stream = session_lookup::open_stream_writable(ctx, address.bucket)?;
+    let stream = session_lookup::open_stream_writable_named(ctx, &stream_name)?;
     let others = match (options.limit, &new_index) {
         (Some(_), Some(index)) => {
             let owner = new_user.as_deref().unwrap_or_default();
@@ -108,8 +110,10 @@ pub(crate) fn write_session(
     // The change entry goes first: appending is the only write that can still fail (a stream whose
     // ids ran out), and a failure then leaves nothing written.
     let change = ChangeRecord::Set { handle: address.handle, user: new_user.as_deref(), version, record: &encoded };
-    effects.append_change(&stream, &change)?;
-    effects.write_record(&session_key, &encoded, expires_ms)?;
+    // One string for the record: the change entry, the key and the replicated SET share it.
+    let record = redis_module::RedisString::create_from_slice(ctx.get_raw(), &encoded);
+    effects.append_change_sharing_record(&stream, &change, &record)?;
+    effects.write_record_string(&session_key, &record, expires_ms)?;
     if let Some(old_index) = &old_index {
         effects.index_remove(old_index, &address.handle)?;
     }
