@@ -11,17 +11,17 @@ use crate::info::COUNTERS;
 use crate::redis_key::RedisKey;
 use crate::session_id::SessionAddress;
 use crate::session_lookup::{self, live_record};
-use crate::settings::keyspace;
 use qsess_record::{ChangeRecord, SessionRecord};
+use redis_module::RedisString;
 
 /// Reads a session without writing anything; calls `use_record` when it is live. Reports whether it was.
+/// `name` is the session's record key (`session_lookup::session_key_name`), checked by the caller.
 pub(crate) fn without_activity(
     effects: &Effects<'_>,
-    address: &SessionAddress,
+    name: &RedisString,
     use_record: impl FnOnce(&SessionRecord<'_>) -> Result<(), CommandError>,
 ) -> Result<bool, CommandError> {
-    let name = keyspace().names.session(address.bucket, &address.handle);
-    let Some(key) = RedisKey::open_readable(effects.ctx, &name)? else {
+    let Some(key) = RedisKey::open_readable_named(effects.ctx, name)? else {
         COUNTERS.misses.increment();
         return Ok(false);
     };
@@ -35,17 +35,18 @@ pub(crate) fn without_activity(
 }
 
 /// Reads a session and records the activity when it is due; calls `use_record` with the record as it
-/// is after the command. Reports whether the session was live.
+/// is after the command. Reports whether the session was live. `name` is the session's record key
+/// (`session_lookup::session_key_name`), checked by the caller.
 pub(crate) fn with_activity(
     effects: &Effects<'_>,
     address: &SessionAddress,
+    name: &RedisString,
     use_record: impl FnOnce(&SessionRecord<'_>) -> Result<(), CommandError>,
 ) -> Result<bool, CommandError> {
     // Opened for reading first: closing a key opened for writing signals it as modified (WATCH
     // aborts, client-side caches are invalidated), which a read that records no activity must not do.
-    let name = keyspace().names.session(address.bucket, &address.handle);
     let touched = {
-        let Some(key) = RedisKey::open_readable(effects.ctx, &name)? else {
+        let Some(key) = RedisKey::open_readable_named(effects.ctx, name)? else {
             COUNTERS.misses.increment();
             return Ok(false);
         };
@@ -69,7 +70,7 @@ pub(crate) fn with_activity(
         }
     };
     let (encoded, version, seen_ms, expires_ms, user) = touched;
-    let key = RedisKey::open_writable(effects.ctx, &name)?;
+    let key = RedisKey::open_writable_named(effects.ctx, name)?;
     let index = match &user {
         Some(user_id) => Some(session_lookup::open_index_writable(effects.ctx, address.bucket, user_id)?),
         None => None,

@@ -134,12 +134,34 @@ impl KeyNames {
         let mut key = Vec::with_capacity(self.prefix.len() + 16 + name.len());
         key.extend_from_slice(self.prefix.as_bytes());
         key.extend_from_slice(b":{");
-        key.extend_from_slice(self.tags.tag(bucket).as_bytes());
+        match self.tags {
+            // Written digit by digit: `to_string` went through the formatter and a second allocation
+            // on every command (a key name is built for every key a command touches).
+            BucketTags::Decimal => push_decimal(&mut key, bucket),
+            BucketTags::ClusterSlot => key.extend_from_slice(self.tags.tag(bucket).as_bytes()),
+        }
         key.extend_from_slice(b"}:");
         key.extend_from_slice(kind);
         key.extend_from_slice(name);
         key
     }
+}
+
+/// Appends `value` in decimal, as `value.to_string()` writes it.
+fn push_decimal(out: &mut Vec<u8>, mut value: u32) {
+    let mut digits = [0u8; 10];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            *digit = b'0' + (value % 10) as u8;
+        }
+        value /= 10;
+        if value == 0 || start == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// Checks a `qsess.prefix` value: it must keep keys readable and must not break the hash tag.
@@ -189,6 +211,16 @@ impl<'a> UserRevocationValue<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_tags_are_written_as_to_string_writes_them() {
+        for value in [0, 1, 9, 10, 15, 99, 100, 16_383, 1_000_000, u32::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(&mut out, value);
+            assert_eq!(out, format!("x{value}").into_bytes());
+        }
+        assert_eq!(KeyNames::new("qs").change_stream(12), b"qs:{12}:chg");
+    }
 
     #[test]
     fn names_follow_the_documented_layout() {

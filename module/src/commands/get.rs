@@ -13,7 +13,7 @@ use crate::redis_key::RedisKey;
 use crate::reply::{RecordFields, Reply};
 use crate::session_activity::{with_activity, without_activity};
 use crate::session_id;
-use crate::session_lookup::live_record;
+use crate::session_lookup::{live_record, session_key_name};
 use crate::settings::keyspace;
 use redis_module::{Context, RedisValue};
 
@@ -28,17 +28,18 @@ pub(crate) fn get(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Comm
     let address = session_id::locate(session_id, keyspace().buckets)?;
     // NOTOUCH only reads; a GET may write activity (and its change entry).
     let caller = Caller::of(ctx);
+    let name = session_key_name(ctx, &address);
     if touch {
-        caller.require_session(&address, KeyAccess::Write)?;
+        caller.require_named(&name, KeyAccess::Write)?;
         caller.require_change_stream(address.bucket)?;
     } else {
-        caller.require_session(&address, KeyAccess::Read)?;
+        caller.require_named(&name, KeyAccess::Read)?;
     }
     let reply = Reply::new(ctx);
     let found = if touch {
-        with_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))?
+        with_activity(&effects, &address, &name, |record| reply.record(&address.handle, record, RecordFields::Full))?
     } else {
-        without_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))?
+        without_activity(&effects, &name, |record| reply.record(&address.handle, record, RecordFields::Full))?
     };
     if !found && read_through::on_miss::<SessionAfterReload>(&effects, &address)? == MissOutcome::AnswerNil {
         reply.null()?;

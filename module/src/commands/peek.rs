@@ -6,6 +6,7 @@ use crate::error::CommandError;
 use crate::reply::{RecordFields, Reply};
 use crate::session_activity::without_activity;
 use crate::session_id;
+use crate::session_lookup::session_key_name;
 use crate::settings::keyspace;
 use redis_module::{Context, RedisValue};
 
@@ -15,9 +16,10 @@ pub(crate) fn peek(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Com
     };
     let effects = Effects::new(ctx)?;
     let address = session_id::locate(session_id, keyspace().buckets)?;
-    Caller::of(ctx).require_session(&address, KeyAccess::Read)?;
+    let name = session_key_name(ctx, &address);
+    Caller::of(ctx).require_named(&name, KeyAccess::Read)?;
     let reply = Reply::new(ctx);
-    if !without_activity(&effects, &address, |record| reply.record(&address.handle, record, RecordFields::Full))? {
+    if !without_activity(&effects, &name, |record| reply.record(&address.handle, record, RecordFields::Full))? {
         reply.null()?;
     }
     Ok(RedisValue::NoReply)

@@ -5,6 +5,7 @@ use crate::effects::Effects;
 use crate::error::CommandError;
 use crate::session_activity::with_activity;
 use crate::session_id;
+use crate::session_lookup::session_key_name;
 use crate::settings::keyspace;
 use redis_module::{Context, RedisValue};
 
@@ -15,8 +16,9 @@ pub(crate) fn touch(ctx: &Context, arguments: &[&[u8]]) -> Result<RedisValue, Co
     let effects = Effects::new(ctx)?;
     let address = session_id::locate(session_id, keyspace().buckets)?;
     let caller = Caller::of(ctx);
-    caller.require_session(&address, KeyAccess::Write)?;
+    let name = session_key_name(ctx, &address);
+    caller.require_named(&name, KeyAccess::Write)?;
     caller.require_change_stream(address.bucket)?;
-    let live = with_activity(&effects, &address, |_| Ok(()))?;
+    let live = with_activity(&effects, &address, &name, |_| Ok(()))?;
     Ok(RedisValue::Integer(i64::from(live)))
 }
