@@ -183,8 +183,8 @@ async fn read_misses(
     let replies: Vec<Value> = pipeline.query_async(connection).await?;
     let mut misses = Vec::new();
     let mut unfinished = BTreeSet::new();
-    for ((slot, key), reply) in slots.iter().zip(&keys).zip(replies) {
-        if let Value::ServerError(error) = &reply {
+    for ((slot, key), reply) in slots.iter().zip(&keys).zip(&replies) {
+        if let Value::ServerError(error) = reply {
             match ErrorClass::of(error) {
                 ErrorClass::SlotElsewhere => {
                     cursors.forget(*slot);

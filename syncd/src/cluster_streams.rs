@@ -224,7 +224,7 @@ impl ClusterStreams {
                 },
                 reply => {
                     let key = self.name(usize::from(slot))?.to_owned();
-                    let mut read_entries = stream_source::parse_read_reply(reply, std::slice::from_ref(&key))?;
+                    let mut read_entries = stream_source::parse_read_reply(&reply, std::slice::from_ref(&key))?;
                     let last = read_entries.iter().map(|entry| entry.id).max();
                     self.streams.read_returned(read, read_entries.len(), last);
                     if matches!(read.from, ReadFrom::Pending(_)) && last.is_none() {

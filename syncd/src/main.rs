@@ -4,12 +4,6 @@ use clap::Parser;
 use qsess_syncd::cli::{Cli, Command};
 use std::process::ExitCode;
 
-/// mimalloc rather than glibc's malloc: the reader task allocates each batch's entries and the commit
-/// tasks free them on other threads, a pattern on which glibc's arenas spent a third of the daemon's
-/// CPU during a catch-up (BENCHMARKS.md, "The daemon's allocator and parser").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

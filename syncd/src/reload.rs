@@ -426,7 +426,7 @@ async fn read_misses(
         .arg(&*last_ids)
         .query_async(connection)
         .await?;
-    let entries = stream_source::parse_read_reply(reply, keys)?;
+    let entries = stream_source::parse_read_reply(&reply, keys)?;
     let mut misses = Vec::with_capacity(entries.len());
     for entry in entries {
         if let Some(last) = last_ids.get_mut(entry.stream) {

@@ -234,7 +234,7 @@ impl ChangeStreams {
             }
             Err(error) => return Err(error.into()),
         };
-        let entries = parse_read_reply(reply, &self.keys)?;
+        let entries = parse_read_reply(&reply, &self.keys)?;
         if !draining.is_empty() {
             for index in streams {
                 let last = entries.iter().filter(|entry| entry.stream == index).map(|entry| entry.id).max();
@@ -350,84 +350,45 @@ pub(crate) fn bulk_text(value: &Value) -> Option<String> {
 }
 
 /// Parses an XREADGROUP reply (RESP2 arrays or RESP3 maps) into entries tagged with their stream index.
-/// Takes the reply by value and moves each field name and value out of it rather than copying them
-/// (memmove was 11% of the daemon's CPU in a catch-up profile; BENCHMARKS.md, "The daemon's allocator
-/// and parser": the move pays only with mimalloc, which main.rs installs).
-pub fn parse_read_reply(reply: Value, keys: &[String]) -> Result<Vec<StreamEntry>, Error> {
+pub fn parse_read_reply(reply: &Value, keys: &[String]) -> Result<Vec<StreamEntry>, Error> {
     let unexpected = |what: &str| Error::UnexpectedReply(format!("XREADGROUP reply: {what}"));
-    let per_stream: Vec<(Value, Value)> = match reply {
+    let per_stream: Vec<(&Value, &Value)> = match reply {
         Value::Nil => return Ok(Vec::new()),
         Value::Array(streams) => streams
-            .into_iter()
+            .iter()
             .map(|stream| match stream {
-                Value::Array(pair) if pair.len() == 2 => {
-                    let mut pair = pair.into_iter();
-                    match (pair.next(), pair.next()) {
-                        (Some(key), Some(entries)) => Ok((key, entries)),
-                        _ => Err(unexpected("stream is not a [key, entries] pair")),
-                    }
-                }
+                Value::Array(pair) if pair.len() == 2 => Ok((&pair[0], &pair[1])),
                 _ => Err(unexpected("stream is not a [key, entries] pair")),
             })
             .collect::<Result<_, _>>()?,
-        Value::Map(pairs) => pairs,
+        Value::Map(pairs) => pairs.iter().map(|(key, entries)| (key, entries)).collect(),
         _ => return Err(unexpected("not an array")),
     };
-    let mut entries = Vec::with_capacity(per_stream.iter().map(|(_, entries)| entry_count(entries)).sum());
+    let mut entries = Vec::new();
     for (key, stream_entries) in per_stream {
-        let stream = keys.iter().position(|known| bulk_bytes(&key) == Some(known.as_bytes())).ok_or_else(|| {
-            if bulk_bytes(&key).is_some() {
-                unexpected("unknown stream")
-            } else {
-                unexpected("stream key is not a string")
-            }
-        })?;
+        let key = bulk_text(key).ok_or_else(|| unexpected("stream key is not a string"))?;
+        let stream = keys.iter().position(|known| *known == key).ok_or_else(|| unexpected("unknown stream"))?;
         let Value::Array(stream_entries) = stream_entries else { return Err(unexpected("entries are not an array")) };
         for entry in stream_entries {
             let Value::Array(parts) = entry else { return Err(unexpected("entry is not an array")) };
-            let [id, fields] = <[Value; 2]>::try_from(parts).map_err(|_| unexpected("entry is not [id, fields]"))?;
-            let id = bulk_bytes(&id)
-                .and_then(|id| std::str::from_utf8(id).ok())
-                .and_then(EntryId::parse)
-                .ok_or_else(|| unexpected("bad entry id"))?;
+            let [id, fields] = parts.as_slice() else { return Err(unexpected("entry is not [id, fields]")) };
+            let id = bulk_text(id).and_then(|id| EntryId::parse(&id)).ok_or_else(|| unexpected("bad entry id"))?;
             let fields = match fields {
                 // A pending entry whose data was deleted from the stream behind the daemon's back.
                 Value::Nil => Vec::new(),
-                Value::Array(items) => {
-                    if items.len() % 2 != 0 {
-                        return Err(unexpected("field/value is not a pair of strings"));
-                    }
-                    let mut pairs = Vec::with_capacity(items.len() / 2);
-                    let mut items = items.into_iter();
-                    while let (Some(name), Some(value)) = (items.next(), items.next()) {
-                        match (name, value) {
-                            (Value::BulkString(name), Value::BulkString(value)) => pairs.push((name, value)),
-                            _ => return Err(unexpected("field/value is not a pair of strings")),
-                        }
-                    }
-                    pairs
-                }
+                Value::Array(items) => items
+                    .chunks(2)
+                    .map(|pair| match pair {
+                        [Value::BulkString(name), Value::BulkString(value)] => Ok((name.clone(), value.clone())),
+                        _ => Err(unexpected("field/value is not a pair of strings")),
+                    })
+                    .collect::<Result<_, _>>()?,
                 _ => return Err(unexpected("fields are not an array")),
             };
             entries.push(StreamEntry { stream, id, fields });
         }
     }
     Ok(entries)
-}
-
-fn entry_count(entries: &Value) -> usize {
-    match entries {
-        Value::Array(entries) => entries.len(),
-        _ => 0,
-    }
-}
-
-fn bulk_bytes(value: &Value) -> Option<&[u8]> {
-    match value {
-        Value::BulkString(bytes) => Some(bytes),
-        Value::SimpleString(text) => Some(text.as_bytes()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -448,13 +409,13 @@ mod tests {
             ]),
             Value::Array(vec![bulk("qs:{0}:chg"), Value::Array(vec![Value::Array(vec![bulk("7-0"), Value::Nil])])]),
         ]);
-        let entries = parse_read_reply(reply, &keys).unwrap();
+        let entries = parse_read_reply(&reply, &keys).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!((entries[0].stream, entries[0].id), (1, EntryId { ms: 5, seq: 1 }));
         assert_eq!(entries[0].fields, vec![(b"op".to_vec(), b"del".to_vec())]);
         assert_eq!((entries[1].stream, entries[1].fields.len()), (0, 0));
-        assert!(parse_read_reply(Value::Nil, &keys).unwrap().is_empty());
-        assert!(parse_read_reply(Value::Int(3), &keys).is_err());
+        assert!(parse_read_reply(&Value::Nil, &keys).unwrap().is_empty());
+        assert!(parse_read_reply(&Value::Int(3), &keys).is_err());
     }
 
     #[test]
