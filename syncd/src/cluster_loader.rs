@@ -12,10 +12,7 @@ use crate::cluster_watch::StreamWatch;
 use crate::config::RetryConfig;
 use crate::error::Error;
 use crate::mirror_sink;
-use crate::reload::{
-    answer_misses, answer_user_requests, attach, AbortOnDrop, Refusals, HEALTHY_AFTER, MAX_BATCH, READ_BLOCK,
-    RENEW_EVERY, SELECT_SESSIONS,
-};
+use crate::reload::{answer_misses, LoaderLease, Refusals, MAX_BATCH, READ_BLOCK, SELECT_SESSIONS};
 use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::stream_entry::EntryId;
@@ -25,7 +22,6 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// How far before attaching the loader starts reading a miss stream it meets for the first time, in
 /// ms of the node's clock (stream ids) against the daemon's, which runs beside it. A request written
@@ -80,39 +76,17 @@ async fn serve(
     }
     let postgres = mirror_sink::connect(database_url).await?;
     let select = postgres.prepare(SELECT_SESSIONS).await?;
-    // Subscribe before attaching, so that no BYUSER asks while nobody listens.
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(layout.user_reload_channel()).await?;
-    let users = AbortOnDrop(tokio::spawn(answer_user_requests(
-        pubsub,
-        connection.clone(),
-        database_url.to_owned(),
-        layout.clone(),
-    )));
-    attach(&mut connection).await?;
-    let attached = Instant::now();
+    let mut lease = LoaderLease::attach(&client, &mut connection, database_url, layout).await?;
     let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
     let mut cursors = MissCursors::new(EntryId { ms: now_ms.saturating_sub(FIRST_READ_MARGIN_MS), seq: 0 });
     // Every miss stream is read once from the start point, so a request made between attaching and the
     // watch's next news is not missed.
     watch.request_everything();
-    let mut renewed = attached;
-    let mut healthy = false;
     let mut refusals = Refusals::default();
     let mut to_read: BTreeSet<u16> = BTreeSet::new();
     tracing::info!("attached as the loader of this cluster node");
     while !shutdown.is_requested() {
-        if users.0.is_finished() {
-            return Err(Error::UnexpectedReply("the user reload task stopped".to_owned()));
-        }
-        if renewed.elapsed() >= RENEW_EVERY {
-            attach(&mut connection).await?;
-            renewed = Instant::now();
-        }
-        if !healthy && attached.elapsed() >= HEALTHY_AFTER {
-            healthy = true;
-            backoff.reset();
-        }
+        lease.keep(&mut connection, backoff).await?;
         let found = watch.loader.take();
         if let Some(every) = &found.every {
             cursors.keep_only(every);

@@ -260,6 +260,59 @@ pub(crate) async fn keep_loader_attached(
     }
 }
 
+/// The loader's lease on one server and the task answering user reloads while it is held.
+pub(crate) struct LoaderLease {
+    users: AbortOnDrop,
+    attached: Instant,
+    renewed: Instant,
+    healthy: bool,
+}
+
+impl LoaderLease {
+    /// Subscribes to user reload requests, then attaches as the loader (`QSESS.LOADER`): in that
+    /// order, so that no `BYUSER` asks while nobody listens.
+    pub(crate) async fn attach(
+        client: &redis::Client,
+        connection: &mut MultiplexedConnection,
+        database_url: &str,
+        layout: &Layout,
+    ) -> Result<LoaderLease, Error> {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(layout.user_reload_channel()).await?;
+        let users = AbortOnDrop(tokio::spawn(answer_user_requests(
+            pubsub,
+            connection.clone(),
+            database_url.to_owned(),
+            layout.clone(),
+        )));
+        attach(connection).await?;
+        let attached = Instant::now();
+        Ok(LoaderLease { users, attached, renewed: attached, healthy: false })
+    }
+
+    /// Once per turn of a loader's loop: fails when the user reload task stopped, renews the lease
+    /// every [`RENEW_EVERY`], and resets the backoff once the lease has been held for
+    /// [`HEALTHY_AFTER`].
+    pub(crate) async fn keep(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+        backoff: &mut Backoff,
+    ) -> Result<(), Error> {
+        if self.users.0.is_finished() {
+            return Err(Error::UnexpectedReply("the user reload task stopped".to_owned()));
+        }
+        if self.renewed.elapsed() >= RENEW_EVERY {
+            attach(connection).await?;
+            self.renewed = Instant::now();
+        }
+        if !self.healthy && self.attached.elapsed() >= HEALTHY_AFTER {
+            self.healthy = true;
+            backoff.reset();
+        }
+        Ok(())
+    }
+}
+
 async fn serve(
     redis_url: &str,
     database_url: &str,
@@ -278,33 +331,11 @@ async fn serve(
     for key in &keys {
         last_ids.push(newest_entry_id(&mut connection, key).await?);
     }
-    // Subscribe before attaching, so that no BYUSER asks while nobody listens.
-    let mut pubsub = client.get_async_pubsub().await?;
-    pubsub.subscribe(layout.user_reload_channel()).await?;
-    let users = AbortOnDrop(tokio::spawn(answer_user_requests(
-        pubsub,
-        connection.clone(),
-        database_url.to_owned(),
-        layout.clone(),
-    )));
-    attach(&mut connection).await?;
-    let attached = Instant::now();
-    let mut renewed = attached;
-    let mut healthy = false;
+    let mut lease = LoaderLease::attach(&client, &mut connection, database_url, &layout).await?;
     let mut refusals = Refusals::default();
     tracing::info!("attached as the loader");
     while !shutdown.is_requested() {
-        if users.0.is_finished() {
-            return Err(Error::UnexpectedReply("the user reload task stopped".to_owned()));
-        }
-        if renewed.elapsed() >= RENEW_EVERY {
-            attach(&mut connection).await?;
-            renewed = Instant::now();
-        }
-        if !healthy && attached.elapsed() >= HEALTHY_AFTER {
-            healthy = true;
-            backoff.reset();
-        }
+        lease.keep(&mut connection, backoff).await?;
         let misses = read_misses(&mut connection, &keys, &mut last_ids).await?;
         if misses.is_empty() {
             continue;
