@@ -21,17 +21,26 @@ pub(crate) fn without_activity(
     name: &RedisString,
     use_record: impl FnOnce(&SessionRecord<'_>) -> Result<(), CommandError>,
 ) -> Result<bool, CommandError> {
+    Ok(read_live(effects, name, use_record)?.is_some())
+}
+
+/// Opens the record key for reading and, when the session is live, runs `on_live` on it; counts the
+/// hit or the miss. `None` when the session is not live.
+fn read_live<T>(
+    effects: &Effects<'_>,
+    name: &RedisString,
+    on_live: impl FnOnce(&SessionRecord<'_>) -> Result<T, CommandError>,
+) -> Result<Option<T>, CommandError> {
     let Some(key) = RedisKey::open_readable_named(effects.ctx, name)? else {
         COUNTERS.misses.increment();
-        return Ok(false);
+        return Ok(None);
     };
     let Some(record) = live_record(&key, effects.now_ms)? else {
         COUNTERS.misses.increment();
-        return Ok(false);
+        return Ok(None);
     };
     COUNTERS.hits.increment();
-    use_record(&record)?;
-    Ok(true)
+    on_live(&record).map(Some)
 }
 
 /// Reads a session and records the activity when it is due; calls `use_record` with the record as it
@@ -45,31 +54,25 @@ pub(crate) fn with_activity(
 ) -> Result<bool, CommandError> {
     // Opened for reading first: closing a key opened for writing signals it as modified (WATCH
     // aborts, client-side caches are invalidated), which a read that records no activity must not do.
-    let touched = {
-        let Some(key) = RedisKey::open_readable_named(effects.ctx, name)? else {
-            COUNTERS.misses.increment();
-            return Ok(false);
-        };
-        let Some(record) = live_record(&key, effects.now_ms)? else {
-            COUNTERS.misses.increment();
-            return Ok(false);
-        };
-        COUNTERS.hits.increment();
-        match expiry::touched(&record, &effects.settings, effects.now_ms) {
-            None => {
-                use_record(&record)?;
-                return Ok(true);
+    let mut use_record = Some(use_record);
+    let due = read_live(effects, name, |record| match expiry::touched(record, &effects.settings, effects.now_ms) {
+        None => {
+            if let Some(use_record) = use_record.take() {
+                use_record(record)?;
             }
-            Some(touched) => (
-                touched.encode(),
-                touched.version,
-                touched.seen_ms,
-                touched.expires_ms().ok_or(CommandError::NoTimeout)?,
-                touched.user.map(<[u8]>::to_vec),
-            ),
+            Ok(None)
         }
-    };
-    let (encoded, version, seen_ms, expires_ms, user) = touched;
+        Some(touched) => Ok(Some((
+            touched.encode(),
+            touched.version,
+            touched.seen_ms,
+            touched.expires_ms().ok_or(CommandError::NoTimeout)?,
+            touched.user.map(<[u8]>::to_vec),
+        ))),
+    })?;
+    let Some(due) = due else { return Ok(false) };
+    // Not due: answered from the record as it was read.
+    let Some((encoded, version, seen_ms, expires_ms, user)) = due else { return Ok(true) };
     let key = RedisKey::open_writable_named(effects.ctx, name)?;
     let index = match &user {
         Some(user_id) => Some(session_lookup::open_index_writable(effects.ctx, address.bucket, user_id)?),
@@ -83,6 +86,8 @@ pub(crate) fn with_activity(
     let change = ChangeRecord::Touch { handle: address.handle, user: user.as_deref(), version, seen_ms, expires_ms };
     effects.append_change(&stream, &change)?;
     COUNTERS.touches.increment();
-    use_record(&SessionRecord::decode(&encoded)?)?;
+    if let Some(use_record) = use_record {
+        use_record(&SessionRecord::decode(&encoded)?)?;
+    }
     Ok(true)
 }
