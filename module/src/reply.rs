@@ -3,7 +3,7 @@
 
 use crate::error::CommandError;
 use crate::redis_key::api;
-use qsess_record::{Handle, SessionRecord};
+use qsess_record::{Handle, SessionRecord, UserAgent};
 use redis_module::Context;
 use std::net::IpAddr;
 use std::os::raw::{c_char, c_long};
@@ -62,16 +62,17 @@ impl<'ctx> Reply<'ctx> {
         fields: RecordFields,
     ) -> Result<(), CommandError> {
         let ip_text = record.ip.map(IpText::of);
-        // Stored when the user agent is not (`qsess.ua-mode none`), else derived from it (cached).
+        // The device is stored when the user agent is not (`qsess.ua-mode none`), else derived from it.
+        let shown_agent = record.user_agent.map(ShownAgent::of);
         let derived_device = match record.device {
             Some(_) => None,
-            None => record.user_agent.and_then(device_summary),
+            None => shown_agent.as_ref().and_then(|agent| agent.device.clone()),
         };
         let texts: [(&str, Option<&[u8]>); 7] = [
             ("data", (fields == RecordFields::Full).then_some(record.data)),
             ("user", record.user.filter(|_| fields == RecordFields::Full)),
             ("ip", ip_text.as_ref().map(IpText::as_bytes)),
-            ("ua", record.user_agent),
+            ("ua", shown_agent.as_ref().map(|agent| &*agent.text)),
             ("device", record.device.or(derived_device.as_deref().map(str::as_bytes))),
             ("loc", record.location),
             ("cc", record.country),
@@ -150,21 +151,35 @@ impl IpText {
     }
 }
 
-/// The device summary of a user agent, through the shared per-agent cache, with the last agent
-/// remembered in front of it: consecutive reads mostly show the same few agents, and comparing the
-/// bytes is cheaper than hashing them for the cache (2% of a `QSESS.GET`).
-fn device_summary(user_agent: &[u8]) -> Option<Arc<str>> {
-    type LastAgent = Option<(Box<[u8]>, Option<Arc<str>>)>;
-    static LAST: Mutex<LastAgent> = Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if let Some((agent, summary)) = last.as_ref() {
-        if **agent == *user_agent {
-            return summary.clone();
+/// A stored user agent as a reply shows it: its text and the device summary derived from it.
+#[derive(Clone)]
+struct ShownAgent {
+    text: Arc<[u8]>,
+    device: Option<Arc<str>>,
+}
+
+impl ShownAgent {
+    /// Through the shared per-agent summary cache, with the last agent remembered in front of it:
+    /// consecutive reads mostly show the same few agents, and comparing the stored bytes is cheaper
+    /// than unpacking and hashing them (the hash alone was 2% of a `QSESS.GET`).
+    fn of(user_agent: UserAgent<'_>) -> ShownAgent {
+        type LastAgent = Option<((bool, Box<[u8]>), ShownAgent)>;
+        static LAST: Mutex<LastAgent> = Mutex::new(None);
+        let stored = match user_agent {
+            UserAgent::Text(bytes) => (false, bytes),
+            UserAgent::Packed(bytes) => (true, bytes),
+        };
+        let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(((packed, bytes), shown)) = last.as_ref() {
+            if (*packed, &**bytes) == stored {
+                return shown.clone();
+            }
         }
+        let text: Arc<[u8]> = user_agent.text().into();
+        let shown = ShownAgent { device: qsess_record::cached_device_summary(&text), text };
+        *last = Some(((stored.0, stored.1.into()), shown.clone()));
+        shown
     }
-    let summary = qsess_record::cached_device_summary(user_agent);
-    *last = Some((user_agent.into(), summary.clone()));
-    summary
 }
 
 #[cfg(test)]
@@ -184,11 +199,23 @@ mod tests {
     }
 
     #[test]
-    fn device_summary_is_the_cached_summary() {
+    fn a_shown_agent_is_its_text_and_its_cached_summary_whatever_was_shown_before() {
         let firefox = b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
         let chrome = b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
-        for agent in [&firefox[..], &chrome[..], &firefox[..], &firefox[..], b"curl/8.0", &chrome[..]] {
-            assert_eq!(device_summary(agent), qsess_record::cached_device_summary(agent));
+        for agent in [&firefox[..], &chrome[..], &firefox[..], &firefox[..], b"curl/8.0", &chrome[..], b"\x80"] {
+            let mut packed = Vec::new();
+            let forms = match qsess_record::pack_user_agent(agent, &mut packed) {
+                true => vec![UserAgent::Text(agent), UserAgent::Packed(&packed), UserAgent::Text(agent)],
+                false => vec![UserAgent::Text(agent)],
+            };
+            for form in forms {
+                let shown = ShownAgent::of(form);
+                assert_eq!(&*shown.text, agent);
+                assert_eq!(shown.device, qsess_record::cached_device_summary(agent));
+            }
         }
+        // The same stored bytes as text and as a packed agent are two different agents.
+        assert_eq!(&*ShownAgent::of(UserAgent::Text(b"\x80")).text, b"\x80");
+        assert_eq!(&*ShownAgent::of(UserAgent::Packed(b"\x80")).text, b"Mozilla/5.0 (");
     }
 }

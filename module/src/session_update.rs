@@ -7,7 +7,7 @@ use crate::error::CommandError;
 use crate::geo::Place;
 use crate::session_options::{Owner, SessionOptions};
 use crate::settings::{Settings, UaMode};
-use qsess_record::SessionRecord;
+use qsess_record::{SessionRecord, UserAgent};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ pub(crate) struct Lookups<'a> {
     pub(crate) locate: Option<IpAddr>,
     /// The user agent to summarise because it will not be stored (`qsess.ua-mode none`): the summary
     /// is kept in its place. A stored user agent is summarised where it is shown instead.
-    pub(crate) describe: Option<&'a [u8]>,
+    pub(crate) describe: Option<UserAgent<'a>>,
 }
 
 /// The answers to [`Lookups`]: nothing for what was not asked or not found.
@@ -44,7 +44,7 @@ pub(crate) fn lookups<'a>(
     let describe = match settings.ua_mode {
         UaMode::Full => None,
         UaMode::None => match (options.user_agent, old) {
-            (Some(given), _) => Some(given).filter(|user_agent| !user_agent.is_empty()),
+            (Some(given), _) => Some(UserAgent::Text(given)).filter(|user_agent| !user_agent.is_empty()),
             // A user agent stored under `ua-mode full` is dropped now; its summary stays.
             (None, Some(old)) if old.device.is_none() => old.user_agent,
             (None, _) => None,
@@ -158,10 +158,10 @@ fn deadline(from_ms: u64, absolute_ms: u64) -> u64 {
     }
 }
 
-fn user_agent<'a>(given: Option<&'a [u8]>, settings: &Settings) -> Option<&'a [u8]> {
+fn user_agent<'a>(given: Option<&'a [u8]>, settings: &Settings) -> Option<UserAgent<'a>> {
     match settings.ua_mode {
         UaMode::None => None,
-        UaMode::Full => given.filter(|user_agent| !user_agent.is_empty()),
+        UaMode::Full => given.filter(|user_agent| !user_agent.is_empty()).map(UserAgent::Text),
     }
 }
 
@@ -216,7 +216,7 @@ mod tests {
         assert_eq!((updated.updated_ms, updated.seen_ms), (later, later));
         assert_eq!(updated.user, Some(&b"42"[..]));
         assert_eq!(updated.data, b"d1");
-        assert_eq!(updated.user_agent, Some(&b"ua1"[..]));
+        assert_eq!(updated.user_agent, Some(UserAgent::Text(b"ua1")));
         assert_eq!(updated.location, Some(&b"Paris, France"[..]));
         assert_eq!(updated.absolute_deadline_ms, NOW + 10_000_000);
     }
@@ -279,7 +279,7 @@ mod tests {
             ip: Some("192.0.2.1".parse().unwrap()),
             location: Some(b"Tehran, Iran"),
             country: Some(b"IR"),
-            user_agent: Some(b"ua"),
+            user_agent: Some(UserAgent::Text(b"ua")),
             ..create(&SessionOptions::default(), &settings(), &NOTHING, NOW).unwrap()
         };
         let same_ip = SessionOptions { ip: Some("192.0.2.1".parse().unwrap()), ..Default::default() };
@@ -357,10 +357,10 @@ mod tests {
         // ua-mode full: the user agent is stored and nothing is looked up.
         assert_eq!(lookups(None, &firefox, &settings()).describe, None);
         let full = create(&firefox, &settings(), &NOTHING, NOW).unwrap();
-        assert_eq!((full.user_agent, full.device), (Some(&b"Firefox UA"[..]), None));
+        assert_eq!((full.user_agent, full.device), (Some(UserAgent::Text(b"Firefox UA")), None));
         // ua-mode none: the summary takes the user agent's place.
         let none = Settings { ua_mode: UaMode::None, ..settings() };
-        assert_eq!(lookups(None, &firefox, &none).describe, Some(&b"Firefox UA"[..]));
+        assert_eq!(lookups(None, &firefox, &none).describe, Some(UserAgent::Text(b"Firefox UA")));
         let stripped = create(&firefox, &none, &found, NOW).unwrap();
         assert_eq!((stripped.user_agent, stripped.device), (None, Some(&b"Firefox 120 on Linux"[..])));
         // Kept on updates without a user agent, replaced by a new one, cleared by UA "".
@@ -370,12 +370,15 @@ mod tests {
             stripped.device
         );
         let safari = SessionOptions { user_agent: Some(b"Safari UA"), ..Default::default() };
-        assert_eq!(lookups(Some(&stripped), &safari, &none).describe, Some(&b"Safari UA"[..]));
+        assert_eq!(lookups(Some(&stripped), &safari, &none).describe, Some(UserAgent::Text(b"Safari UA")));
         let cleared = SessionOptions { user_agent: Some(b""), ..Default::default() };
         assert_eq!(lookups(Some(&stripped), &cleared, &none).describe, None);
         assert_eq!(update(&stripped, &cleared, &none, &NOTHING, NOW).unwrap().device, None);
         // Switching to none drops a stored user agent and keeps its summary.
-        assert_eq!(lookups(Some(&full), &SessionOptions::default(), &none).describe, Some(&b"Firefox UA"[..]));
+        assert_eq!(
+            lookups(Some(&full), &SessionOptions::default(), &none).describe,
+            Some(UserAgent::Text(b"Firefox UA"))
+        );
         let switched = update(&full, &SessionOptions::default(), &none, &found, NOW).unwrap();
         assert_eq!((switched.user_agent, switched.device), (None, Some(&b"Firefox 120 on Linux"[..])));
         // Back to full: a new user agent replaces the stored summary, none given keeps it.
@@ -384,7 +387,7 @@ mod tests {
             switched.device
         );
         let back = update(&switched, &safari, &settings(), &NOTHING, NOW).unwrap();
-        assert_eq!((back.user_agent, back.device), (Some(&b"Safari UA"[..]), None));
+        assert_eq!((back.user_agent, back.device), (Some(UserAgent::Text(b"Safari UA")), None));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub(crate) fn write_session(
         let wanted = session_update::lookups(old.as_ref(), options, &effects.settings);
         let found = Found {
             place: wanted.locate.and_then(geo::locate),
-            device: wanted.describe.and_then(qsess_record::cached_device_summary),
+            device: wanted.describe.and_then(|user_agent| qsess_record::cached_device_summary(&user_agent.text())),
         };
         let record = match &old {
             Some(old) => session_update::update(old, options, &effects.settings, &found, effects.now_ms)?,

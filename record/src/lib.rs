@@ -13,6 +13,7 @@ mod device_cache;
 mod handle;
 mod keys;
 mod session;
+mod user_agent;
 mod varint;
 
 pub use change::{ChangeOp, ChangeRecord, DeleteReason, ParseChangeError, UserRevocation};
@@ -21,4 +22,5 @@ pub use device::{device_summary, MAX_DEVICE_LEN};
 pub use device_cache::cached_device_summary;
 pub use handle::{Handle, InvalidHandle, HANDLE_LEN};
 pub use keys::{validate_prefix, BucketTags, KeyNames, UserRevocationValue, MARKER_VALUE};
-pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1, RECORD_FORMAT_V2};
+pub use session::{DecodeError, SessionRecord, RECORD_FORMAT_V1, RECORD_FORMAT_V2, RECORD_FORMAT_V3};
+pub use user_agent::{is_packed_user_agent, pack_user_agent, UserAgent};

@@ -5,7 +5,7 @@
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
-use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord, UserRevocation};
+use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord, UserAgent, UserRevocation};
 use std::net::IpAddr;
 
 /// Times and durations the module can produce: ms since the epoch up to year ~287,000 (2^53), far
@@ -21,6 +21,18 @@ const WORDS: &[&[u8]] = &[b"logout", b"revoke", b"limit", b"rotate", b"-1", b"18
 /// Bytes of any value, or an optional non-empty string: how the record stores "none" is an empty one.
 fn non_empty_bytes(max: usize) -> impl Strategy<Value = Option<Vec<u8>>> {
     option::of(vec(any::<u8>(), 1..max))
+}
+
+/// Agents of any bytes (stored as given), of printable ASCII, and made of the phrases browsers repeat
+/// (both packed), so every record format is exercised.
+fn user_agent() -> impl Strategy<Value = Option<Vec<u8>>> {
+    let browser_like =
+        "(Mozilla/5.0 \\(|Windows NT 10.0; Win64; x64\\) |AppleWebKit/|Chrome/|\\.0\\.0\\.0|; |[ -~]){1,40}";
+    option::of(prop_oneof![
+        vec(any::<u8>(), 1..600),
+        "[ -~]{1,300}".prop_map(String::into_bytes),
+        browser_like.prop_map(String::into_bytes),
+    ])
 }
 
 fn ip() -> impl Strategy<Value = Option<IpAddr>> {
@@ -55,7 +67,7 @@ impl OwnedRecord {
             absolute_deadline_ms: self.absolute_after.map_or(0, |after| self.created_ms + after),
             user: user.as_deref(),
             ip: self.ip,
-            user_agent: user_agent.as_deref(),
+            user_agent: user_agent.as_deref().map(UserAgent::Text),
             location: location.as_deref(),
             country: country.as_deref(),
             device: device.as_deref(),
@@ -68,7 +80,8 @@ fn owned_record() -> impl Strategy<Value = OwnedRecord> {
     (
         (any::<u64>(), 0..MAX_MS, 0..MAX_MS, 0..MAX_MS, 0..MAX_MS, option::of(0..MAX_MS)),
         ip(),
-        [non_empty_bytes(300), non_empty_bytes(600), non_empty_bytes(200), non_empty_bytes(4), non_empty_bytes(80)],
+        (non_empty_bytes(300), user_agent(), non_empty_bytes(200), non_empty_bytes(4), non_empty_bytes(80))
+            .prop_map(|(user, agent, location, country, device)| [user, agent, location, country, device]),
         vec(any::<u8>(), 0..2048),
     )
         .prop_map(

@@ -9,7 +9,7 @@
 //! A second run with `<version-offset>` equal to the first run's `<changes>` writes the same sessions
 //! with newer versions: updates only, which is what a live mirror mostly does.
 
-use qsess_record::{ChangeRecord, Handle, SessionRecord};
+use qsess_record::{ChangeRecord, Handle, SessionRecord, UserAgent};
 use qsess_syncd::change_batch::FoldedBatch;
 use qsess_syncd::mirror_loop::COMMIT_CONNECTIONS;
 use qsess_syncd::mirror_sink::Mirror;
@@ -52,7 +52,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 absolute_deadline_ms: now_ms + 86_400_000,
                 user: Some(user.as_bytes()),
                 ip: Some("203.0.113.7".parse()?),
-                user_agent: Some(user_agent),
+                user_agent: Some(UserAgent::Text(user_agent)),
                 location: None,
                 country: None,
                 device: None,

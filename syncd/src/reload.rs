@@ -20,7 +20,7 @@ use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::stream_entry::EntryId;
 use crate::stream_source::{self, Layout};
-use qsess_record::{BucketTags, Handle, SessionRecord};
+use qsess_record::{BucketTags, Handle, SessionRecord, UserAgent};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use std::collections::HashMap;
@@ -496,7 +496,7 @@ pub(crate) fn record_from_row(row: &tokio_postgres::Row) -> Result<(String, Vec<
         idle_ms: milliseconds(11)?,
         user: user_id.as_deref().map(str::as_bytes),
         ip,
-        user_agent: user_agent.as_deref().map(str::as_bytes),
+        user_agent: user_agent.as_deref().map(|text| UserAgent::Text(text.as_bytes())),
         location: location.as_deref().map(str::as_bytes),
         country: country.as_deref().map(str::as_bytes),
         // The module stores a device summary only when it keeps no user agent; otherwise it derives it.

@@ -45,19 +45,22 @@ impl SessionRow {
             Some(user) => Some(strict_text(user).ok_or(RowError::UserIdNotText)?),
         };
         let expires_ms = record.expires_ms().ok_or(RowError::NoExpiry)?;
+        // Unpacked once for the column and the device summary.
+        let user_agent = record.user_agent.map(|user_agent| user_agent.text());
         Ok(SessionRow {
             handle: handle.as_str().to_owned(),
             user_id,
             data: record.data.to_vec(),
             ip: record.ip,
-            user_agent: record.user_agent.map(lenient_text),
+            user_agent: user_agent.as_deref().map(lenient_text),
             location: record.location.map(lenient_text),
             country: record.country.map(lenient_text),
             device: match record.device {
                 Some(device) => Some(lenient_text(device)),
-                None => {
-                    record.user_agent.and_then(qsess_record::cached_device_summary).map(|summary| summary.to_string())
-                }
+                None => user_agent
+                    .as_deref()
+                    .and_then(qsess_record::cached_device_summary)
+                    .map(|summary| summary.to_string()),
             },
             created_at: timestamp(record.created_ms, "created")?,
             updated_at: timestamp(record.updated_ms, "updated")?,
@@ -95,6 +98,7 @@ fn lenient_text(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use qsess_record::UserAgent;
 
     fn record() -> SessionRecord<'static> {
         SessionRecord {
@@ -106,7 +110,7 @@ mod tests {
             absolute_deadline_ms: 0,
             user: Some(b"42"),
             ip: Some("2001:db8::1".parse().unwrap()),
-            user_agent: Some(b"curl\0/8 \xff"),
+            user_agent: Some(UserAgent::Text(b"curl\0/8 \xff")),
             location: None,
             country: None,
             device: None,
@@ -130,8 +134,17 @@ mod tests {
     fn the_device_is_the_stored_summary_or_the_user_agent_s() {
         let handle = Handle::from_session_id(b"sid");
         let firefox = b"Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0";
-        let derived = SessionRecord { user_agent: Some(firefox), ..record() };
+        let derived = SessionRecord { user_agent: Some(UserAgent::Text(firefox)), ..record() };
         assert_eq!(SessionRow::from_record(handle, &derived).unwrap().device.as_deref(), Some("Firefox 120 on Linux"));
+        let mut packed = Vec::new();
+        assert!(qsess_record::pack_user_agent(firefox, &mut packed));
+        let from_packed = SessionRow::from_record(
+            handle,
+            &SessionRecord { user_agent: Some(UserAgent::Packed(&packed)), ..record() },
+        )
+        .unwrap();
+        assert_eq!(from_packed.user_agent.as_deref().map(str::as_bytes), Some(&firefox[..]));
+        assert_eq!(from_packed.device.as_deref(), Some("Firefox 120 on Linux"));
         let stored = SessionRecord { user_agent: None, device: Some(b"Safari 17 on iPhone"), ..record() };
         assert_eq!(SessionRow::from_record(handle, &stored).unwrap().device.as_deref(), Some("Safari 17 on iPhone"));
         let neither = SessionRecord { user_agent: None, ..record() };

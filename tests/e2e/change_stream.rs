@@ -52,7 +52,7 @@ fn expected_get_reply_for_record(session_id: &str, record: &SessionRecord<'_>) -
     let optional = [
         ("user", record.user.map(<[u8]>::to_vec)),
         ("ip", record.ip.map(|address| address.to_string().into_bytes())),
-        ("ua", record.user_agent.map(<[u8]>::to_vec)),
+        ("ua", record.user_agent.map(|user_agent| user_agent.text().into_owned())),
         ("loc", record.location.map(<[u8]>::to_vec)),
         ("cc", record.country.map(<[u8]>::to_vec)),
     ];

@@ -3,7 +3,7 @@
 //! stays when `qsess.ua-mode none` drops the user agent. Nothing beyond what the mode allows is stored
 //! or streamed.
 
-use qsess_record::{RECORD_FORMAT_V1, RECORD_FORMAT_V2};
+use qsess_record::{RECORD_FORMAT_V2, RECORD_FORMAT_V3};
 use qsess_tests::RedisServer;
 
 use crate::support::geo::{
@@ -30,8 +30,12 @@ fn full_mode_stores_the_address_and_the_user_agent_and_derives_the_device() {
     assert_eq!((field(&fields, "ua"), field(&fields, "device")), (some(FIREFOX_UA), some(FIREFOX_DEVICE)));
     let records = streamed_records(&mut con, "full");
     let record = decoded(&records[0]);
-    assert_eq!(records[0][0], RECORD_FORMAT_V1, "the device is derived, not stored, next to a stored user agent");
-    assert_eq!((record.ip, record.user_agent), (Some("203.0.113.7".parse().unwrap()), Some(FIREFOX_UA.as_bytes())));
+    assert_eq!(records[0][0], RECORD_FORMAT_V3, "a browser's agent is stored packed, the device derived from it");
+    assert_eq!(record.ip, Some("203.0.113.7".parse().unwrap()));
+    assert_eq!(
+        record.user_agent.map(|user_agent| user_agent.text().into_owned()),
+        Some(FIREFOX_UA.as_bytes().to_vec())
+    );
     assert_eq!((record.location, record.country, record.device), (Some(&b"Tehran, Iran"[..]), Some(&b"IR"[..]), None));
 }
 

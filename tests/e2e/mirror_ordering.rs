@@ -2,7 +2,7 @@
 //! `FoldedBatch::fold` and applied with `Mirror::apply` against a real, migrated database, newer
 //! before older, twice over, and ends before older writes.
 
-use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord};
+use qsess_record::{ChangeRecord, DeleteReason, Handle, SessionRecord, UserAgent};
 use qsess_syncd::change_batch::FoldedBatch;
 use qsess_syncd::mirror_sink::Mirror;
 use qsess_syncd::stream_entry::{EntryId, StreamEntry};
@@ -64,7 +64,7 @@ impl Entries {
             absolute_deadline_ms: 0,
             user: Some(b"42"),
             ip: Some("203.0.113.7".parse().unwrap()),
-            user_agent: Some(b"agent"),
+            user_agent: Some(UserAgent::Text(b"agent")),
             location: None,
             country: None,
             device: None,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use qsess_record::SessionRecord;
+use qsess_record::{SessionRecord, UserAgent};
 use redis::{Connection, Value};
 
 use crate::support::read_through::{
@@ -32,7 +32,8 @@ fn keyspace(con: &mut Connection) -> BTreeMap<Vec<u8>, Vec<u8>> {
 fn record_bytes(con: &mut Connection, user: Option<&str>, version: u64, age_ms: u64, idle_ms: u64) -> Vec<u8> {
     let created_ms = server_clock_ms(con) as u64 - age_ms;
     let plain = restorable_record(user.map(str::as_bytes), version, created_ms, idle_ms, b"from the mirror");
-    SessionRecord { ip: Some("198.51.100.4".parse().unwrap()), user_agent: Some(b"curl/8.5"), ..plain }.encode()
+    SessionRecord { ip: Some("198.51.100.4".parse().unwrap()), user_agent: Some(UserAgent::Text(b"curl/8.5")), ..plain }
+        .encode()
 }
 
 #[test]
