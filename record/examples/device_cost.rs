@@ -1,7 +1,8 @@
 //! What one device summary costs without the module's cache: parses common user agents many times and
 //! prints the mean time per parse; then what a cache hit costs, with the structure of
 //! module/src/device.rs (a mutex-guarded std `HashMap` keyed by the user agent's bytes, `Arc<str>`
-//! values). `cargo run --release -p qsess-record --example device_cost` (bench/geo.sh runs it next to
+//! values); then what packing and unpacking an agent costs (record format 3, on every write and on a
+//! read of another agent than the last). `cargo run --release -p qsess-record --example device_cost` (bench/geo.sh runs it next to
 //! the QSESS.SET measurement).
 
 use std::collections::HashMap;
@@ -59,4 +60,25 @@ fn main() {
     }
     let nanos = start.elapsed().as_secs_f64() * 1e9 / f64::from(hits);
     println!("cache hit: {nanos:.0} ns per lookup");
+
+    let mut packed = Vec::with_capacity(512);
+    for user_agent in USER_AGENTS {
+        let start = Instant::now();
+        for _ in 0..ROUNDS * 10 {
+            packed.clear();
+            black_box(qsess_record::pack_user_agent(black_box(user_agent.as_bytes()), &mut packed));
+        }
+        let pack_nanos = start.elapsed().as_secs_f64() * 1e9 / f64::from(ROUNDS * 10);
+        let start = Instant::now();
+        for _ in 0..ROUNDS * 10 {
+            black_box(qsess_record::UserAgent::Packed(black_box(&packed)).text());
+        }
+        let unpack_nanos = start.elapsed().as_secs_f64() * 1e9 / f64::from(ROUNDS * 10);
+        println!(
+            "pack {pack_nanos:4.0} ns, unpack {unpack_nanos:4.0} ns: {:3} -> {:3} bytes  {}",
+            user_agent.len(),
+            packed.len(),
+            &user_agent[..user_agent.len().min(60)]
+        );
+    }
 }
