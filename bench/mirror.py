@@ -30,7 +30,7 @@ from pathlib import Path
 
 from qsess_bench.resp import Redis, connect
 from qsess_bench.results import publish
-from qsess_bench.servers import Cluster, Daemon, build, process_cpu_seconds, redis_server_version, start_redis
+from qsess_bench.servers import Cluster, Daemon, build, cpu_snapshot, cpu_use, redis_server_version, start_redis
 from qsess_bench.workload import USER_AGENT, backlog
 
 QUICK = "--quick" in sys.argv[1:]
@@ -85,33 +85,6 @@ def queue_changes(redis: Redis, count: int, first_sid: int) -> None:
         redis.pipeline(
             [session_set(first_sid + (sid % (count // 2))) for sid in range(start, min(start + 1000, count))]
         )
-
-
-def cpu_snapshot(redis_pid: int, daemon: Daemon | None, cluster: Cluster) -> dict[str, float]:
-    """CPU seconds so far of redis-server, qsess-syncd, PostgreSQL (postmaster, its live and reaped
-    backends) and this script (the load generator)."""
-    postmaster = cluster.postmaster_pid
-    postgres = process_cpu_seconds(postmaster, with_reaped_children=True)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if parent == postmaster:
-                postgres += process_cpu_seconds(int(entry.name))
-    own = os.times()
-    return {
-        "redis": process_cpu_seconds(redis_pid),
-        "daemon": process_cpu_seconds(daemon.process.pid) if daemon else 0.0,
-        "postgres": postgres,
-        "generator": own.user + own.system,
-    }
-
-
-def cpu_use(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    """Cores each part kept busy between two snapshots."""
-    return {name: (after[name] - before[name]) / seconds for name in before}
 
 
 def offer_at_rate(redis: Redis, commands: list[bytes], rate: int, seconds: float, first: int = 0) -> float:

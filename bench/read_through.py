@@ -34,7 +34,7 @@ from pathlib import Path
 
 from qsess_bench.resp import Redis, connect
 from qsess_bench.results import publish
-from qsess_bench.servers import Cluster, Daemon, build, redis_server_version, start_redis
+from qsess_bench.servers import Cluster, Daemon, build, cpu_snapshot, cpu_use, redis_server_version, start_redis
 from qsess_bench.stats import nearest_rank, spread
 from qsess_bench.workload import USER_AGENT, backlog
 
@@ -361,8 +361,15 @@ def main() -> None:
             redis.call("CONFIG", "SET", "qsess.miss-timeout-ms", LOAD_MISS_TIMEOUT_MS)
             delete_records(redis, load_sids)
             before, metrics_before = info(redis), daemon.metrics()
+            cpu_before = cpu_snapshot(redis_process.pid, daemon, cluster)
             result.update(load(redis_port, load_sids))
+            cpu_after = cpu_snapshot(redis_process.pid, daemon, cluster)
             after, metrics_after = info(redis), daemon.metrics()
+            # What bounds the rate on shared cores: CPU per restored session of every part, and cores busy.
+            result["cpu_per_reload_us"] = {
+                name: (cpu_after[name] - cpu_before[name]) / max(result["records"], 1) * 1e6 for name in cpu_before
+            }
+            result["cores_busy"] = sum(cpu_use(cpu_before, cpu_after, result["seconds"]).values())
             redis.call("CONFIG", "SET", "qsess.miss-timeout-ms", LATENCY_MISS_TIMEOUT_MS)
             result["load_restores"] = counter(before, after, "qsess_restores")
             result["load_requests"] = counter(before, after, "qsess_reload_requests")
@@ -457,6 +464,27 @@ def main() -> None:
             verdict(statistics.median(rate) >= TARGET_RELOADS_PER_SECOND),
         ),
         ("load: wall time for all GETs, s", spread(column("seconds"), ".2f"), "", ""),
+        (
+            "load: CPU µs per restored session, redis / qsess-syncd / postgres / load client (median of rounds)",
+            " / ".join(
+                f"{statistics.median(r['cpu_per_reload_us'][name] for r in rounds):.1f}"
+                for name in ("redis", "daemon", "postgres", "generator")
+            ),
+            "",
+            "",
+        ),
+        (
+            "load: CPU µs per restored session, all parts (median of rounds, min–max)",
+            spread([sum(r["cpu_per_reload_us"].values()) for r in rounds], ".1f"),
+            "",
+            "",
+        ),
+        (
+            f"load: cores busy, all parts ({os.cpu_count()} cores)",
+            spread(column("cores_busy"), ".2f"),
+            "",
+            "",
+        ),
         (
             "load: replies that came back nil (all rounds)",
             f"{sum(column('nil')):.0f} of {sum(column('replies')):,.0f}",

@@ -306,3 +306,30 @@ def process_cpu_seconds(pid: int, with_reaped_children: bool = False) -> float:
     if with_reaped_children:
         ticks += int(fields[13]) + int(fields[14])
     return ticks / CLOCK_TICKS
+
+
+def cpu_snapshot(redis_pid: int, daemon: Daemon | None, cluster: Cluster) -> dict[str, float]:
+    """CPU seconds so far of redis-server, qsess-syncd, PostgreSQL (postmaster, its live and reaped
+    backends) and this process (the load generator)."""
+    postmaster = cluster.postmaster_pid
+    postgres = process_cpu_seconds(postmaster, with_reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == postmaster:
+                postgres += process_cpu_seconds(int(entry.name))
+    own = os.times()
+    return {
+        "redis": process_cpu_seconds(redis_pid),
+        "daemon": process_cpu_seconds(daemon.process.pid) if daemon else 0.0,
+        "postgres": postgres,
+        "generator": own.user + own.system,
+    }
+
+
+def cpu_use(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores each part kept busy between two snapshots."""
+    return {name: (after[name] - before[name]) / seconds for name in before}

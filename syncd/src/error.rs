@@ -59,13 +59,26 @@ impl Error {
                     )
             }
             Error::Postgres(error) => postgres_error_is_retryable(error),
-            Error::Migration(_) => false,
+            Error::Migration(error) => migration_error_is_retryable(error),
             Error::Config(_)
             | Error::UnexpectedReply(_)
             | Error::MetricsServer { .. }
             | Error::GaveUp { .. }
             | Error::Internal(_) => false,
         }
+    }
+}
+
+/// A migration that failed on the way to Postgres (a lost connection, or a deadlock with a reader of
+/// the tables it alters: each migration is one transaction, rolled back) may succeed when run again; a
+/// migration refinery itself refuses (a changed or missing file) never does.
+pub fn migration_error_is_retryable(error: &refinery::Error) -> bool {
+    match error.kind() {
+        refinery::error::Kind::Connection(_, cause) => {
+            cause.downcast_ref::<tokio_postgres::Error>().is_some_and(postgres_error_is_retryable)
+                || cause.downcast_ref::<std::io::Error>().is_some()
+        }
+        _ => false,
     }
 }
 

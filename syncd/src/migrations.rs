@@ -11,9 +11,30 @@ mod embedded {
 /// The advisory lock that makes daemons starting together migrate one at a time ("qsess" in ASCII).
 const MIGRATION_LOCK: i64 = 0x0071_7365_7373;
 
+/// How many times one `migrate` runs the migrations when one fails in a way that may pass next time.
+const ATTEMPTS: u32 = 5;
+
 /// Applies every migration not yet applied; returns how many ran. Idempotent, and safe to run from
-/// several daemons at once (one per Redis Cluster node start together): they take turns.
+/// several daemons at once (one per Redis Cluster node start together): they take turns. A migration
+/// that loses a deadlock is run again (each is one transaction, rolled back): altering a table and
+/// replacing a view over it takes their locks in the opposite order from a query of the view, so a
+/// DBA's query can make Postgres abort the migration (seen in CI: V2 against a `select` on
+/// `qsess.live_sessions` while the daemon started).
 pub async fn migrate(database_url: &str) -> Result<usize, Error> {
+    let mut attempt = 1;
+    loop {
+        match migrate_once(database_url).await {
+            Err(error @ Error::Migration(_)) if attempt < ATTEMPTS && error.is_retryable() => {
+                tracing::warn!(error = %crate::error::chain(&error), attempt, "a migration failed and may pass when run again; running it again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn migrate_once(database_url: &str) -> Result<usize, Error> {
     let mut client = mirror_sink::connect(database_url).await?;
     // Held by this session until it ends (the connection closes with `client`), so a failed run cannot
     // leave it taken. Without it two daemons race to create the same schema and tables, and the loser

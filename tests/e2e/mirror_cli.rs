@@ -201,3 +201,37 @@ fn retry_warnings_say_what_failed() {
         .collect();
     assert!(silent.is_empty(), "{}", silent.join("\n"));
 }
+
+/// A migration aborted by a deadlock (V2 altering `qsess.sessions` while a DBA's query of
+/// `qsess.live_sessions` holds the view and waits for the table, as CI once saw) is one rolled-back
+/// transaction: `migrate` runs it again rather than leaving the daemon without a schema. The error is a
+/// real deadlock between two Postgres sessions, wrapped the way refinery wraps a failed migration.
+#[test]
+fn a_migration_that_loses_a_deadlock_counts_as_one_that_may_pass_when_run_again() {
+    use refinery::error::WrapMigrationError;
+    let db = shared_cluster().fresh_database();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let lost = runtime.block_on(async {
+        let connect = || async {
+            let (client, connection) = tokio_postgres::connect(&db.url(), tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client
+        };
+        let (mut first, mut second) = (connect().await, connect().await);
+        first.batch_execute("create table left_side (x int); create table right_side (x int)").await.unwrap();
+        let first = first.transaction().await.unwrap();
+        let second = second.transaction().await.unwrap();
+        first.batch_execute("lock table left_side").await.unwrap();
+        second.batch_execute("lock table right_side").await.unwrap();
+        let (one, other) =
+            tokio::join!(first.batch_execute("lock table right_side"), second.batch_execute("lock table left_side"));
+        let lost = [one, other].into_iter().find_map(Result::err).expect("postgres aborts one side of a deadlock");
+        assert_eq!(lost.code(), Some(&tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED), "{lost}");
+        lost
+    });
+    let failed = Err::<(), _>(lost).migration_err("error applying migration V2__session_device", None).unwrap_err();
+    assert!(qsess_syncd::Error::Migration(failed).is_retryable());
+    // A migration refinery refuses by itself is not a conflict and is not run again.
+    let refused = Err::<(), _>(std::fmt::Error).migration_err("applied migration V1 differs", None).unwrap_err();
+    assert!(!qsess_syncd::Error::Migration(refused).is_retryable());
+}
