@@ -401,6 +401,7 @@ def main() -> None:
         ("QSESS.SET / Lua EVALSHA", "SET / Lua script", 1.4),
         ("QSESS.SET / minimal Lua EVALSHA", "SET / minimal Lua script", None),
         ("QSESS.SET / HSET", "SET / plain HSET", None),
+        ("QSESS.SET owner kept / HSET", "SET owner kept / plain HSET", None),
         ("QSESS.GET / HGETALL", "GET / HGETALL", 1.0),
         ("QSESS.GET / Lua read", "GET / Lua read", None),
         ("QSESS.PEEK / HGETALL", "PEEK / HGETALL", None),

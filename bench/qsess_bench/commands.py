@@ -112,6 +112,9 @@ def benchmark_command(test: str, data: str, shas: dict[str, str], tag: str = "")
     match test:
         case "qsess_set":
             return ["QSESS.SET", session, "DATA", data, "USER", user, "IP", IP, "UA", USER_AGENT]
+        case "qsess_save":
+            # A logged-in session's save: the owner is kept (no USER), so one index is touched, not two.
+            return ["QSESS.SET", session, "DATA", data, "IP", IP, "UA", USER_AGENT]
         case "lua_set":
             return ["EVALSHA", shas["session_write.lua"], "3", record, index, stream, *lua_write_arguments]
         case "lua_minimal_set":
@@ -147,6 +150,7 @@ def requests_per_second(csv_output: str) -> str:
 # the commands part uses all of them, the cluster part the SET and GET ones.
 LABELS = {
     "qsess_set": "QSESS.SET",
+    "qsess_save": "QSESS.SET without USER (the owner kept)",
     "lua_set": "Lua EVALSHA (session_write.lua)",
     "lua_minimal_set": "Lua EVALSHA (session_write_minimal.lua)",
     "qsess_get": "QSESS.GET",
@@ -161,6 +165,7 @@ COMPARISONS = [
     ("QSESS.SET / Lua EVALSHA", "qsess_set", "lua_set"),
     ("QSESS.SET / minimal Lua EVALSHA", "qsess_set", "lua_minimal_set"),
     ("QSESS.SET / HSET", "qsess_set", "hset"),
+    ("QSESS.SET owner kept / HSET", "qsess_save", "hset"),
     ("QSESS.GET / HGETALL", "qsess_get", "hgetall"),
     ("QSESS.GET / Lua read", "qsess_get", "lua_get"),
     ("QSESS.PEEK / HGETALL", "qsess_peek", "hgetall"),
