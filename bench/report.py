@@ -333,15 +333,21 @@ def main() -> None:
         "HGETALL's CPU / GET's, per round",
         lambda median: median >= 1.2,
     )
-    for pipeline in (16, 1):
-        add_next(
-            f"QSESS.SET ≥ 0.7× a plain HSET of the record's fields (P{pipeline})",
-            ratio("QSESS.SET / HSET", pipeline),
-            "×",
-            ".2f",
-            "ops/s, median (min–max) of per-round ratios",
-            lambda median: median >= 0.7,
-        )
+    # Both writes: the benchmark's SET moves every session to another owner (two indexes written); a
+    # logged-in session's save keeps its owner (one index). Each is judged on its own row.
+    for title, what in (
+        ("QSESS.SET / HSET", "QSESS.SET moving the session to another owner"),
+        ("QSESS.SET owner kept / HSET", "QSESS.SET of a session that keeps its owner (a save)"),
+    ):
+        for pipeline in (16, 1):
+            add_next(
+                f"{what} ≥ 0.7× a plain HSET of the record's fields (P{pipeline})",
+                ratio(title, pipeline),
+                "×",
+                ".2f",
+                "ops/s, median (min–max) of per-round ratios",
+                lambda median: median >= 0.7,
+            )
     with_stream_row = find(c_rows, "per session, change stream still present")
     for label, value, goal in (
         ("≤ 600 B per session in Redis (record + index, stream trimmed)", memory, 600),
