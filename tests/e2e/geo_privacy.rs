@@ -97,11 +97,15 @@ fn ua_none_keeps_the_device_summary_instead_of_the_user_agent() {
     set(&mut con, "phone", &["DATA", "x"]);
     assert_eq!(field(&peek(&mut con, "phone"), "device"), some(IPHONE_DEVICE));
     let records = streamed_records(&mut con, "phone");
+    // Neither as text nor packed (format 3 stores a browser's agent packed).
+    let mut packed_agent = Vec::new();
+    assert!(qsess_record::pack_user_agent(IPHONE_UA.as_bytes(), &mut packed_agent));
     for bytes in &records {
         assert_eq!(bytes[0], RECORD_FORMAT_V2);
         let record = decoded(bytes);
         assert_eq!((record.user_agent, record.device), (None, Some(IPHONE_DEVICE.as_bytes())));
         assert!(!contains(bytes, b"AppleWebKit"), "the user agent reached the stream");
+        assert!(!contains(bytes, &packed_agent), "the packed user agent reached the stream");
     }
     set(&mut con, "phone", &["UA", ""]);
     assert_eq!(field(&peek(&mut con, "phone"), "device"), None);
