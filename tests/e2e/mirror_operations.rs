@@ -217,8 +217,15 @@ fn a_change_postgres_refuses_is_kept_with_its_entry_and_the_rest_is_mirrored() {
         )
         .unwrap();
 
-    let _: i64 = redis::cmd("QSESS.SET").arg("refused").arg("USER").arg("mallory").query(&mut con).unwrap();
-    let refused_ids: Vec<(String, Vec<Vec<u8>>)> = redis::cmd("XREVRANGE")
+    // The write and the read of its entry id in one transaction: the daemon deletes an entry once it
+    // has handled it, which it can do between two separate commands.
+    let (_version, refused_ids): (i64, Vec<(String, Vec<Vec<u8>>)>) = redis::pipe()
+        .atomic()
+        .cmd("QSESS.SET")
+        .arg("refused")
+        .arg("USER")
+        .arg("mallory")
+        .cmd("XREVRANGE")
         .arg(change_stream_key(0))
         .arg("+")
         .arg("-")
