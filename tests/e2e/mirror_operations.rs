@@ -15,10 +15,11 @@ use crate::support::mirror::{
 use crate::support::session_keys::{change_stream_key, handle_of};
 
 type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+/// A stream entry as XRANGE answers it: its id and its fields and values in one list.
+type FlatEntry = (String, Vec<Vec<u8>>);
 
 fn stream_entries(con: &mut Connection, from: &str, to: &str) -> Vec<RawEntry> {
-    let entries: Vec<(String, Vec<Vec<u8>>)> =
-        redis::cmd("XRANGE").arg(change_stream_key(0)).arg(from).arg(to).query(con).unwrap();
+    let entries: Vec<FlatEntry> = redis::cmd("XRANGE").arg(change_stream_key(0)).arg(from).arg(to).query(con).unwrap();
     entries
         .into_iter()
         .map(|(id, flat)| (id, flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect()))
@@ -219,7 +220,7 @@ fn a_change_postgres_refuses_is_kept_with_its_entry_and_the_rest_is_mirrored() {
 
     // The write and the read of its entry id in one transaction: the daemon deletes an entry once it
     // has handled it, which it can do between two separate commands.
-    let (_version, refused_ids): (i64, Vec<(String, Vec<Vec<u8>>)>) = redis::pipe()
+    let (_version, refused_ids): (i64, Vec<FlatEntry>) = redis::pipe()
         .atomic()
         .cmd("QSESS.SET")
         .arg("refused")
